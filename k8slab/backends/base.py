@@ -1,0 +1,187 @@
+"""The small interface every backend implements, and the types its verbs return.
+
+A backend does the side effects (or, for ``sim``, models them); :class:`k8slab.lab.Lab` turns what
+it returns into DataFrames, Rulesets, traces and paths. Notebooks only ever see the Lab.
+"""
+from __future__ import annotations
+
+import abc
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from ..progress import Progress
+
+From = Literal["host", "node", "pod"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of ``doctor``: what was checked, whether it passed, and the exact fix if not."""
+    check: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    blocking: bool = True
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    role: str                 # control-plane | worker
+    ip: str                   # the node's address on the Docker network "kind"
+    pod_cidr: str
+    local_ips: tuple[str, ...]  # what addrtype LOCAL matches on that node (incl. 127.0.0.1)
+
+
+@dataclass
+class Response:
+    """What ``request()`` got back, plus who answered and what source address survived the path."""
+    url: str
+    status: int | None
+    body: str
+    headers: dict[str, str] = field(default_factory=dict)
+    whoami: dict[str, Any] | None = None   # the app's /whoami JSON when the URL was /whoami
+    from_: str = "host"
+    backend: str = ""
+    predicted: bool = False                # True: a model's prediction (sim), not a real request
+    elapsed_ms: float | None = None
+    destination: str | None = None         # pod ip:port that answered, when known
+    error: str | None = None               # connection refused / reset / timeout, in words
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 400
+
+    @property
+    def pod(self) -> str | None:
+        return (self.whoami or {}).get("pod")
+
+    @property
+    def client(self) -> str | None:
+        """The client address the app saw (``client_ip`` of /whoami)."""
+        return (self.whoami or {}).get("client_ip")
+
+
+@dataclass(frozen=True)
+class ConntrackEntry:
+    proto: str
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    reply_src: str            # where the reply comes from: the DNAT destination
+    reply_dst: str            # where the reply goes to: the SNAT/MASQUERADE source
+    reply_sport: int
+    reply_dport: int
+    state: str = ""
+
+    @property
+    def dnat(self) -> bool:
+        return self.reply_src != self.dst or self.reply_sport != self.dport
+
+    @property
+    def snat(self) -> bool:
+        return self.reply_dst != self.src or self.reply_dport != self.sport
+
+
+@dataclass(frozen=True)
+class Socket:
+    proto: str
+    local: str                # ip:port
+    process: str = ""         # what ss -p shows, when it can
+
+
+class PortForward(AbstractContextManager):
+    """A running port-forward. ``local_port`` accepts connections while it is open; ``close()``
+    (or leaving the ``with`` block) always stops everything it started."""
+    local_port: int
+    target: str
+    remote_port: int
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @property
+    @abc.abstractmethod
+    def alive(self) -> bool: ...
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Backend(abc.ABC):
+    """One way of running the course's cluster. Subclasses: kind, netns, sim."""
+    kind: ClassVar[str]
+    live: ClassVar[bool]      # False: outputs are predictions of a model and must say so
+
+    def __init__(self, name: str, *, root: Path, progress: Progress):
+        self.name = name
+        self.root = root          # the project root, where kind/ and app/ live
+        self.progress = progress
+
+    # --- can it run here? ---
+    @classmethod
+    @abc.abstractmethod
+    def available(cls) -> tuple[bool, str]:
+        """(True, why) when this backend can run on this machine, else (False, what is missing)."""
+
+    def doctor(self) -> list[Finding]:
+        ok, why = self.available()
+        return [Finding(self.kind, ok, why)]
+
+    # --- lifecycle ---
+    @abc.abstractmethod
+    def up(self, config: Path) -> None: ...
+    @abc.abstractmethod
+    def down(self) -> None: ...
+    @abc.abstractmethod
+    def is_up(self) -> bool: ...
+
+    # --- objects ---
+    @abc.abstractmethod
+    def apply(self, objects: list[dict]) -> list[str]:
+        """Apply manifests (dicts); return ``kind/name`` of each, as kubectl prints them."""
+    @abc.abstractmethod
+    def delete(self, kind: str, name: str, namespace: str = "default") -> None: ...
+    @abc.abstractmethod
+    def scale(self, deployment: str, replicas: int, namespace: str = "default") -> None: ...
+    @abc.abstractmethod
+    def wait_ready(self, timeout: float = 120.0) -> None: ...
+    @abc.abstractmethod
+    def objects(self, kind: str) -> list[dict]:
+        """API-shaped dicts (apiVersion/kind/metadata/spec/status) of one kind, all namespaces."""
+    @abc.abstractmethod
+    def nodes(self) -> list[NodeInfo]: ...
+
+    # --- the node's data plane ---
+    @abc.abstractmethod
+    def iptables_save(self, node: str) -> str:
+        """The node's ``iptables-save -c`` text (all tables, with counters)."""
+    def host_iptables_save(self) -> str:
+        """The learner's machine's rules that matter to the course (Docker's DNAT); may be empty."""
+        return ""
+    @abc.abstractmethod
+    def conntrack(self, node: str) -> list[ConntrackEntry]: ...
+    @abc.abstractmethod
+    def sockets(self, node: str, pod: str | None = None) -> list[Socket]:
+        """Listening TCP sockets on the node (or inside one pod's namespace)."""
+    def ingress_config(self) -> str:
+        """The ingress controller's live proxy configuration (nginx.conf)."""
+        return ""
+
+    # --- traffic ---
+    @abc.abstractmethod
+    def request(self, url: str, *, host: str | None = None, from_: From = "host",
+                source: str | None = None, timeout: float = 10.0) -> Response:
+        """One HTTP GET. ``source`` names the node or pod for ``from_="node"|"pod"``."""
+    @abc.abstractmethod
+    def port_forward(self, target: str, local_port: int, remote_port: int,
+                     namespace: str = "default") -> PortForward: ...
+
+    # --- the state every renderer and path builder reads ---
+    def model(self):
+        """The backend's cluster as a :class:`k8slab.model.Cluster` (sim/netns: what they built;
+        kind: read back from the API server)."""
+        raise NotImplementedError(f"{self.kind} backend has no model view")
