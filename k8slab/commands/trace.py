@@ -1,0 +1,53 @@
+"""``k8slab trace FILE --dst IP --dport N``: follow one new connection through an iptables dump and
+print every way it can end (verdict, DNAT destination, masquerade, probability) with its hops."""
+from __future__ import annotations
+
+import json
+import sys
+
+DEFAULT_SRC = "10.244.0.100"     # a pod address in kind's default pod CIDR (10.244.0.0/16)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "trace", help="trace a new connection through an iptables-save dump",
+        description="Follow the first packet of a new connection through an iptables-save dump "
+                    "(or kube-proxy restore input) the way netfilter does, and print every outcome "
+                    "with its probability and the rules it passed.")
+    p.add_argument("file", metavar="FILE", help="the dump (iptables-save output); '-' reads stdin")
+    p.add_argument("--dst", required=True, help="destination IP (a ClusterIP, node IP, pod IP ...)")
+    p.add_argument("--dport", required=True, type=int, help="destination port")
+    p.add_argument("--src", default=DEFAULT_SRC,
+                   help=f"source IP (default {DEFAULT_SRC}, a pod); a local IP means the node itself")
+    p.add_argument("--sport", type=int, default=40000, help="source port (default 40000)")
+    p.add_argument("--proto", choices=("tcp", "udp", "sctp"), default="tcp")
+    p.add_argument("--local-ip", action="append", default=[], metavar="IP",
+                   help="an address of the node (what addrtype LOCAL matches); repeat for each. "
+                        "127.0.0.0/8 is always local")
+    p.add_argument("--in-interface", "-i", default=None, help="the interface the packet came in on")
+    p.add_argument("--out-interface", "-o", default=None, help="the interface it leaves by")
+    p.add_argument("--mark", default="0", help="the packet's starting mark (default 0)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--no-hops", action="store_true", help="text output: only the outcomes table")
+    p.set_defaults(func=cmd_trace)
+
+
+def cmd_trace(args) -> int:
+    from ..errors import TraceError
+    from ..netfilter.parser import parse_file
+    from ..netfilter.tracer import NodeContext, Packet, trace
+
+    try:
+        mark = int(args.mark, 0)
+    except ValueError:
+        raise TraceError(f"--mark {args.mark!r} is not a number (e.g. 0x4000)") from None
+    ruleset = parse_file(args.file)
+    packet = Packet(src=args.src, dst=args.dst, dport=args.dport, proto=args.proto, sport=args.sport,
+                    in_interface=args.in_interface, out_interface=args.out_interface, mark=mark)
+    result = trace(ruleset, packet, NodeContext(frozenset(args.local_ip)))
+    if args.json:
+        json.dump(result.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(result.text(hops=not args.no_hops))
+    return 0
