@@ -1,0 +1,732 @@
+"""NetnsBackend: a kind node's data plane rebuilt on the real Linux kernel, without Docker.
+
+What stands for what (every piece is real kernel state or a real process):
+
+- ``<lab>-host``: a network namespace for the learner's machine (never the root namespace), with a
+  Linux bridge for Docker's network ``kind`` (172.18.0.1/16 on the bridge), Docker's nat rules for
+  the published ports, and a ``docker-proxy``-like relay on 127.0.0.1:<hostPort>.
+- ``<lab>-control-plane`` (one per node): eth0 172.18.0.x/16 on a veth to the bridge, default route
+  via 172.18.0.1, ip_forward=1; kube-proxy's rules (rendered by :mod:`k8slab.model`) loaded with
+  ``iptables-restore --noflush`` the way kube-proxy does; portmap's rules written by the real plugin.
+- ``<lab>-pod-<pod>`` (one per pod): wired by the real CNI plugins (ptp + host-local + portmap,
+  kindnet's conflist) executed inside the node namespace. App pods run ``app/server.py``; the ingress
+  controller pod runs a real ``nginx`` configured from the Ingress objects.
+- Stand-ins, labelled as such: the relay for port-forward replaces kubectl + API server + kubelet +
+  the runtime's streaming server (it dials 127.0.0.1:<port> inside the pod, as the runtime does);
+  CoreDNS pods are namespaces with an address and no process; nothing listens on the API server's
+  endpoint 172.18.0.2:6443 (its Service rules exist; a connection is refused).
+
+nginx runs as root (its master; workers drop to nginx's default user) because it is started with
+``ip netns exec``, which needs root anyway.
+"""
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ... import runner
+from ...errors import BackendUnavailable, K8sLabError, LabStateError, NotFound
+from ...progress import Progress
+from .. import cni, nsrelay
+from ..base import Backend, ConntrackEntry, Finding, NodeInfo, PortForward, Response, Socket
+from . import plumbing as pl
+from . import text as tx
+
+APT_FIX = "apt-get install -y iptables conntrack nginx-light containernetworking-plugins iproute2"
+TOOLS = ("ip", "iptables-restore", "iptables-save", "conntrack", "nginx", "ss", "sysctl")
+CNI_BINARIES = tuple(f"{cni.CNI_PATH}/{p}" for p in cni.KINDNET_PLUGINS)
+KIND_GATEWAY = "172.18.0.1"
+APP_IMAGE_HINT = "url-shortener"
+CONTROLLER_IMAGE_HINT = "ingress-nginx/controller"
+CLIENT_POD = "client"
+
+
+@dataclass
+class NodeNet:
+    name: str
+    netns: str
+    ip: str
+    pod_cidr: str
+    role: str
+    index: int
+    rules_loaded: bool = False
+
+
+@dataclass
+class PodNet:
+    name: str
+    namespace: str
+    netns: str
+    node: str
+    ip: str
+    attachment: cni.Attachment
+    role: str = "pod"                      # app | controller | client | pod
+    port: int | None = None                # the port its process serves on
+    proc: pl.Proc | None = None
+
+
+class NetnsPortForward(PortForward):
+    """A port-forward whose listener is in the lab's host namespace. Stands in for kubectl + API
+    server + kubelet + the runtime's streaming server: one relay process that opens each connection
+    inside the pod's namespace to 127.0.0.1:<port>. No iptables rule is involved."""
+
+    def __init__(self, backend: "NetnsBackend", proc: pl.Proc, local_port: int, target: str,
+                 remote_port: int, pod: str, pod_port: int):
+        self._backend = backend
+        self._proc = proc
+        self.local_port = local_port
+        self.target = target
+        self.remote_port = remote_port
+        self.pod = pod
+        self.pod_port = pod_port
+        self.netns = backend.host_ns
+        self._closed = False
+
+    @property
+    def alive(self) -> bool:
+        return not self._closed and self._proc.alive
+
+    @property
+    def pgid(self) -> int:
+        return self._proc.pid
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            pl.stop(self._backend.name, self._proc)
+            if self in self._backend._forwards:
+                self._backend._forwards.remove(self)
+
+    def __repr__(self) -> str:
+        state = "open" if self.alive else "closed"
+        return (f"<port-forward 127.0.0.1:{self.local_port} (netns {self.netns}) -> {self.pod} "
+                f"127.0.0.1:{self.pod_port} [{state}] stands in for kubectl+API server+kubelet+runtime>")
+
+
+def _missing_tools() -> list[str]:
+    missing = [t for t in TOOLS if runner.which(t) is None and runner.which(t, path="/usr/sbin:/sbin") is None]
+    missing += [b for b in CNI_BINARIES if not os.access(b, os.X_OK)]
+    return missing
+
+
+class NetnsBackend(Backend):
+    kind = "netns"
+    live = True
+    _up_here: set[str] = set()          # lab names up in this process (one object per name)
+
+    def __init__(self, name: str, *, root: Path, progress: Progress):
+        super().__init__(name, root=Path(root), progress=progress)
+        self.state = pl.state_dir(name)
+        self.host_ns = tx.host_netns(name)
+        self.bridge = ""                     # Docker's bridge name, from the model at up()
+        self._cluster = None
+        self._nodes: dict[str, NodeNet] = {}
+        self._pods: dict[tuple[str, str], PodNet] = {}
+        self._procs: dict[str, pl.Proc] = {}
+        self._forwards: list[NetnsPortForward] = []
+        self._nginx_conf_text = ""
+        self._up = False
+
+    # ------------------------------------------------------------------ availability
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        if sys.platform != "linux" or not Path("/proc/self/ns/net").exists():
+            return False, "needs Linux network namespaces (this is not Linux)"
+        if os.geteuid() != 0:
+            return False, "needs root (network namespaces, iptables, CNI plugins): run as root"
+        missing = _missing_tools()
+        if missing:
+            return False, f"missing {', '.join(missing)}: {APT_FIX}"
+        return True, "root on Linux with iproute2, iptables, conntrack, nginx and the CNI plugins"
+
+    def doctor(self) -> list[Finding]:
+        ok, why = self.available()
+        out = [Finding("netns backend", ok, why, "" if ok else APT_FIX)]
+        leftovers = pl.owned_netns(self.name) if ok and not self._up else []
+        out.append(Finding("no leftovers", not leftovers,
+                           f"namespaces of a previous run: {', '.join(leftovers)}" if leftovers else "none",
+                           f"python -c 'from k8slab.backends.netns import force_cleanup; "
+                           f"print(force_cleanup(\"{self.name}\"))'" if leftovers else "", blocking=False))
+        return out
+
+    # ------------------------------------------------------------------ lifecycle
+    def is_up(self) -> bool:
+        return self._up and pl.netns_exists(self.host_ns)
+
+    def up(self, config: Path) -> None:
+        if self.is_up():
+            self.progress.step(f"netns lab {self.name!r} is already up: reusing it")
+            return
+        ok, why = self.available()
+        if not ok:
+            raise BackendUnavailable(f"the netns backend cannot run here: {why}")
+        owner = pl.owner_pid(self.name)
+        if self.name in NetnsBackend._up_here:
+            raise LabStateError(f"another NetnsBackend object already runs lab {self.name!r} in this "
+                                "process: reuse it, take it down first, or choose another name")
+        if owner is not None and owner != os.getpid():
+            raise LabStateError(f"a netns lab named {self.name!r} is up in process {owner}: take it down "
+                                f"there, choose another name, or remove it with "
+                                f"k8slab.backends.netns.force_cleanup({self.name!r})")
+        leftovers = pl.force_cleanup(self.name)
+        if leftovers:
+            self.progress.step(f"removed {len(leftovers)} leftovers of an earlier run of {self.name!r}")
+        from ... import model as m
+        self._cluster = m.Cluster.kind(config=str(config), name=self.name)
+        # Docker's name for the network's bridge (br- + 12 hex, derived from the lab's name): the
+        # rendered host rules then name the real interface.
+        self.bridge = self._cluster.bridge_name()
+        try:
+            self.state.mkdir(parents=True, exist_ok=True)
+            for sub in ("ipam", "logs", "nginx", "pids"):
+                (self.state / sub).mkdir(exist_ok=True)
+            self._make_host()
+            (self.state / "owner").write_text(str(os.getpid()))
+            for i, node in enumerate(self._cluster.nodes):
+                self._make_node(i, node)
+            self._route_pod_cidrs()
+            self._up = True
+            # kube-proxy and kindnet run before any pod: their jumps come first in the built-in chains.
+            self._sync_rules()
+            self._reconcile()
+            self._make_host_port_mappings()
+            NetnsBackend._up_here.add(self.name)
+        except BaseException:
+            self._up = True
+            self.down()
+            raise
+
+    def _make_host(self) -> None:
+        self.progress.step(f"host namespace {self.host_ns} with bridge {self.bridge} ({KIND_GATEWAY}/16) "
+                           "for Docker's network 'kind'")
+        pl.netns_add(self.name, self.host_ns)
+        pl.ip_batch(self.host_ns, [
+            f"link add {self.bridge} type bridge",
+            f"addr add {KIND_GATEWAY}/16 dev {self.bridge}",
+            f"link set {self.bridge} up",
+        ])
+
+    def _make_node(self, index: int, node) -> None:
+        ns = tx.node_netns(self.name, node.name)
+        veth = tx.node_veth_ifname(self.name, index)
+        self.progress.step(f"node {node.name}: namespace {ns}, eth0 {node.ip}/16, pods {node.pod_cidr}")
+        pl.netns_add(self.name, ns)
+        pl.ip_batch(self.host_ns, [
+            f"link add {veth} type veth peer name eth0 netns {ns}",
+            f"link set {veth} master {self.bridge} up",
+        ])
+        pl.ip_batch(ns, [
+            f"addr add {node.ip}/16 dev eth0",
+            "link set eth0 up",
+            f"route add default via {KIND_GATEWAY}",
+        ])
+        # What kindnet, kube-proxy and the kubelet set on a kind node, inside the node only.
+        pl.sysctl_in(ns, {"net.ipv4.ip_forward": "1", "net.ipv4.conf.all.route_localnet": "1"})
+        self._nodes[node.name] = NodeNet(node.name, ns, node.ip, node.pod_cidr, node.role, index)
+
+    def _route_pod_cidrs(self) -> None:
+        """kindnet's routes: every other node's pod CIDR via that node's IP on the kind network."""
+        for node in self._nodes.values():
+            pl.ip_batch(node.netns, [f"route add {other.pod_cidr} via {other.ip}"
+                                     for other in self._nodes.values() if other is not node])
+
+    def _make_host_port_mappings(self) -> None:
+        """Docker's side of extraPortMappings: its nat/filter rules in the host namespace (rendered by
+        the model for this bridge) and a userland proxy on 127.0.0.1 for each published port
+        (connections to loopback skip Docker's DNAT; docker-proxy relays them)."""
+        from ... import model as m
+        text = m.render_host_docker(self._cluster, form="restore")
+        (self.state / "host.rules").write_text(text)
+        pl.iptables_restore(self.host_ns, text, noflush=False)
+        mappings = self._port_mappings()
+        for host_port, container_port, node_ip in mappings:
+            key = f"docker-proxy-{host_port}"
+            proc, _ = pl.start_relay(self.name, key, listen_netns=self.host_ns,
+                                     listen=f"127.0.0.1:{host_port}", dial_netns=self.host_ns,
+                                     dial=f"{node_ip}:{container_port}",
+                                     info=f"docker-proxy 127.0.0.1:{host_port} -> {node_ip}:{container_port}")
+            self._procs[key] = proc
+        if mappings:
+            self.progress.step("host port mappings: " + ", ".join(
+                f"{hp}->{ip}:{cp}" for hp, cp, ip in mappings) + " (Docker's DNAT + docker-proxy on 127.0.0.1)")
+
+    def _port_mappings(self) -> list[tuple[int, int, str]]:
+        """(hostPort, containerPort, node IP) of every node's extraPortMappings (TCP)."""
+        out = []
+        cfg = self._cluster.config
+        kind_nodes = [k for k in cfg.nodes if k.role == "control-plane"] + \
+            [k for k in cfg.nodes if k.role == "worker"]       # the model's node order
+        for kn, node in zip(kind_nodes, self._cluster.nodes):
+            for pm in kn.extra_port_mappings:
+                if pm.protocol.upper() == "TCP":
+                    out.append((pm.host_port, pm.container_port, node.ip))
+        return out
+
+    def down(self) -> None:
+        if not self._up and not self.state.exists() and not pl.owned_netns(self.name):
+            return
+        for pf in list(self._forwards):
+            pf.close()
+        for key, proc in list(self._procs.items()):
+            pl.stop(self.name, proc)
+            self._procs.pop(key, None)
+        for pod in reversed(list(self._pods.values())):
+            self._remove_pod(pod)
+        removed = pl.force_cleanup(self.name)    # nodes, host, state dir (IPAM) and anything missed
+        NetnsBackend._up_here.discard(self.name)
+        self._pods.clear()
+        self._nodes.clear()
+        self._up = False
+        self.progress.step(f"netns lab {self.name!r} removed ({len(removed)} items)")
+
+    # ------------------------------------------------------------------ objects
+    def apply(self, objects: list[dict]) -> list[str]:
+        self._require_up()
+        from ... import model as m
+        applied = self._cluster.apply(m.load_objects(objects))
+        self._reconcile()
+        return applied
+
+    def delete(self, kind: str, name: str, namespace: str = "default") -> None:
+        self._require_up()
+        self._cluster.delete(kind, name, namespace)
+        self._reconcile()
+
+    def scale(self, deployment: str, replicas: int, namespace: str = "default") -> None:
+        self._require_up()
+        self._cluster.scale(deployment, replicas, namespace)
+        self._reconcile()
+
+    def objects(self, kind: str) -> list[dict]:
+        self._require_up()
+        return self._cluster.to_dicts(kind)
+
+    def model(self):
+        self._require_up()
+        return self._cluster
+
+    def nodes(self) -> list[NodeInfo]:
+        self._require_up()
+        out = []
+        for n in self._nodes.values():
+            local = ["127.0.0.1", n.ip]
+            if any(p.node == n.name for p in self._pods.values()):
+                local.append(self._gateway(n))    # on every pod veth's node end
+            out.append(NodeInfo(n.name, n.role, n.ip, n.pod_cidr, tuple(local)))
+        return out
+
+    def _gateway(self, node: NodeNet) -> str:
+        # ptp gives every pod veth's node end the range's gateway address (.1/32)
+        return str(ipaddress.ip_network(node.pod_cidr).network_address + 1)
+
+    def _require_up(self) -> None:
+        if not self.is_up():
+            raise LabStateError(f"the netns lab {self.name!r} is not up: call lab.up() first")
+
+    def _control_plane(self) -> NodeNet:
+        for n in self._nodes.values():
+            if n.role == "control-plane":
+                return n
+        return next(iter(self._nodes.values()))
+
+    def _node(self, name: str | None) -> NodeNet:
+        if name is None:
+            return self._control_plane()
+        if name in self._nodes:
+            return self._nodes[name]
+        for n in self._nodes.values():
+            if name in (n.netns, n.name.removeprefix(f"{self.name}-")):
+                return n
+        raise NotFound(f"no node {name!r} in lab {self.name!r}; nodes: {', '.join(self._nodes)}")
+
+    def _pod(self, name: str, namespace: str | None = None) -> PodNet:
+        for (ns, pname), pod in self._pods.items():
+            if pname == name and (namespace is None or ns == namespace):
+                return pod
+        for pod in self._pods.values():   # a pod IP works too
+            if pod.ip == name:
+                return pod
+        raise NotFound(f"no pod {name!r} in lab {self.name!r}; pods: "
+                       f"{', '.join(p.name for p in self._pods.values())}")
+
+    # ------------------------------------------------------------------ reconcile: pods, processes, rules
+    def _reconcile(self) -> None:
+        """Make the namespaces and processes match the model's pods, then resync rules and nginx."""
+        desired = {}
+        for pod in self._cluster.pods:
+            if pod.host_network or pod.node_name not in self._nodes:
+                continue
+            desired[pod.key] = pod
+        for key in [k for k in self._pods if k not in desired]:
+            self._remove_pod(self._pods.pop(key))
+        for key, pod in desired.items():
+            if key not in self._pods:
+                self._add_pod(pod)
+        self._sync_rules()
+        self._sync_nginx()
+
+    def _pod_role(self, pod) -> tuple[str, int | None]:
+        images = " ".join(c.image for c in pod.containers)
+        ports = [p.container_port for p in pod.container_ports() if p.protocol == "TCP"]
+        if CONTROLLER_IMAGE_HINT in images:
+            return "controller", 80
+        if APP_IMAGE_HINT in images:
+            return "app", (ports[0] if ports else 8080)
+        if pod.name == CLIENT_POD:
+            return "client", None
+        return "pod", None
+
+    def _add_pod(self, pod) -> None:
+        node = self._nodes[pod.node_name]
+        ns = tx.pod_netns(self.name, pod.name, pod.namespace)
+        cid = getattr(pod, "container_id", "") or cni.container_id(self.name, pod.namespace, pod.name)
+        mappings = tuple(cni.PortMapping(p.host_port, p.container_port, p.protocol.lower(), p.host_ip)
+                         for p in pod.host_ports())
+        att = cni.Attachment(container_id=cid, netns=f"{pl.NETNS_DIR}/{ns}", port_mappings=mappings)
+        pl.netns_add(self.name, ns)
+        result = cni.add(self._conflist(node), att, exec_in=node.netns)
+        role, port = self._pod_role(pod)
+        pnet = PodNet(pod.name, pod.namespace, ns, node.name, result.ip, att, role, port)
+        self._pods[pod.key] = pnet
+        # The model learns the address host-local really gave (the model's own guess may differ).
+        pod.ip = result.ip
+        pod.host_ip = node.ip
+        pod.container_id = cid
+        if role == "app":
+            self._start_app(pnet)
+        self.progress.step(f"pod {pod.namespace}/{pod.name}: {ns}, {result.ip} via CNI ptp+portmap"
+                           + (f", hostPorts {', '.join(str(m.host_port) for m in mappings)}" if mappings else "")
+                           + ("" if role in ("app", "controller") else " (no process)"))
+
+    def _remove_pod(self, pod: PodNet) -> None:
+        if pod.proc is not None:
+            pl.stop(self.name, pod.proc)
+            self._procs.pop(pod.proc.key, None)
+            pod.proc = None
+        if pod.role == "controller":
+            self._stop_nginx()
+        node = self._nodes.get(pod.node)
+        if node is not None and pl.netns_exists(node.netns) and pl.netns_exists(pod.netns):
+            errors = cni.delete(self._conflist(node), pod.attachment, exec_in=node.netns)
+            for err in errors:
+                self.progress.step(f"warning: {err}")
+        pl.netns_delete(pod.netns)
+
+    def _conflist(self, node: NodeNet) -> dict:
+        return cni.kindnet_conflist(node.pod_cidr, self.state / "ipam", mtu=1500)
+
+    def _start_app(self, pod: PodNet) -> None:
+        server = self.root / "app" / "server.py"
+        if not server.exists():
+            raise K8sLabError(f"{server} is missing: the netns backend runs the course's app from there")
+        key = f"app-{pod.namespace}-{pod.name}"
+        env = {"POD_NAME": pod.name, "POD_NAMESPACE": pod.namespace, "POD_IP": pod.ip,
+               "NODE_NAME": pod.node, "PYTHONUNBUFFERED": "1"}
+        argv = ["ip", "netns", "exec", pod.netns, sys.executable, str(server), "--port", str(pod.port)]
+        pod.proc = pl.start(self.name, key, argv, env=env, cwd=str(self.root),
+                            log=self.state / "logs" / f"{key}.log", info=f"url-shortener in {pod.netns}")
+        self._procs[key] = pod.proc
+
+    def _sync_rules(self) -> None:
+        """kube-proxy's resync (and kindnet's/kubelet's chains) in every node, portmap's chains untouched."""
+        from ... import model as m
+        for node in self._nodes.values():
+            rendered = m.render_node_restore(self._cluster, node.name)
+            live = None if not node.rules_loaded else tx.chains_by_table(
+                pl.exec_in(node.netns, ["iptables-save"], timeout=20).stdout)
+            text = tx.node_restore(rendered, live_chains=live, first_load=not node.rules_loaded)
+            (self.state / f"last-restore-{node.name}.rules").write_text(text)
+            pl.iptables_restore(node.netns, text)
+            node.rules_loaded = True
+
+    # ------------------------------------------------------------------ the ingress controller
+    def _controller(self) -> PodNet | None:
+        return next((p for p in self._pods.values() if p.role == "controller"), None)
+
+    def _nginx_paths(self) -> dict[str, str]:
+        d = self.state / "nginx"
+        return {"prefix_dir": str(d), "pid_path": str(d / "nginx.pid"),
+                "error_log": str(d / "error.log"), "access_log": str(d / "access.log")}
+
+    def _sync_nginx(self) -> None:
+        pod = self._controller()
+        if pod is None:
+            return
+        from ... import model as m
+        paths = self._nginx_paths()
+        conf = m.nginx_conf(self._cluster, listen_port=pod.port or 80, **paths)
+        conf_path = self.state / "nginx" / "nginx.conf"
+        (self.state / "nginx" / "logs").mkdir(parents=True, exist_ok=True)
+        if pod.proc is not None and pod.proc.alive and conf == self._nginx_conf_text:
+            return
+        conf_path.write_text(conf)
+        base = ["nginx", "-c", str(conf_path), "-p", paths["prefix_dir"] + "/"]
+        pl.exec_in(pod.netns, [*base, "-t"], timeout=20,
+                   hint=f"nginx rejected the rendered configuration in {conf_path}.")
+        if pod.proc is None or not pod.proc.alive:
+            daemon = [] if "daemon off" in conf else ["-g", "daemon off;"]
+            key = "nginx"
+            pod.proc = pl.start(self.name, key, ["ip", "netns", "exec", pod.netns, *base, *daemon],
+                                log=self.state / "logs" / "nginx.log", info=f"nginx in {pod.netns}")
+            self._procs[key] = pod.proc
+            self.progress.step(f"ingress controller: nginx in {pod.netns} on port {pod.port} "
+                               "(reached through hostPort 80)")
+        else:
+            before = self._nginx_workers(pod.proc.pid)
+            runner.run([*base, "-s", "reload"], timeout=20)
+            # A graceful reload: new workers take over, old ones finish their connections.
+            pl.wait_until(lambda: bool(self._nginx_workers(pod.proc.pid) - before), 5.0)
+            self.progress.step("ingress controller: nginx reloaded gracefully (nginx -s reload)")
+        self._nginx_conf_text = conf
+
+    def _stop_nginx(self) -> None:
+        proc = self._procs.pop("nginx", None)
+        if proc is not None:
+            pl.stop(self.name, proc)
+        self._nginx_conf_text = ""
+
+    @staticmethod
+    def _nginx_workers(master: int) -> set[int]:
+        try:
+            text = Path(f"/proc/{master}/task/{master}/children").read_text()
+            return {int(x) for x in text.split()}
+        except OSError:
+            return set()
+
+    def ingress_config(self) -> str:
+        f = self.state / "nginx" / "nginx.conf"
+        return f.read_text() if f.exists() else ""
+
+    # ------------------------------------------------------------------ readiness
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        self._require_up()
+        deadline = time.monotonic() + timeout
+        for pod in list(self._pods.values()):
+            if pod.role not in ("app", "controller"):
+                continue
+            path = "/healthz" if pod.role == "app" else None
+            while True:
+                if pod.proc is not None and not pod.proc.alive:
+                    raise K8sLabError(f"{pod.role} process of pod {pod.name} exited "
+                                      f"(code {pod.proc.popen.returncode}): {pod.proc.log_tail()}")
+                if self._probe(pod, path):
+                    break
+                if time.monotonic() > deadline:
+                    raise K8sLabError(f"pod {pod.name} did not become ready within {timeout:g} s; "
+                                      f"log: {pod.proc.log_tail() if pod.proc else '(no process)'}")
+                time.sleep(0.05)
+
+    def _probe(self, pod: PodNet, path: str | None) -> bool:
+        try:
+            sock = nsrelay.connect_in(pod.netns, "127.0.0.1", pod.port or 80, timeout=1.0)
+        except OSError:
+            return False
+        try:
+            if path is None:
+                return True
+            status, _, _ = _http_get(sock, "127.0.0.1", path, "127.0.0.1")
+            return status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            sock.close()
+
+    # ------------------------------------------------------------------ the node's data plane
+    def iptables_save(self, node: str) -> str:
+        self._require_up()
+        return pl.exec_in(self._node(node).netns, ["iptables-save", "-c"], timeout=20).stdout
+
+    def host_iptables_save(self) -> str:
+        self._require_up()
+        return pl.exec_in(self.host_ns, ["iptables-save", "-c"], timeout=20).stdout
+
+    def _node_ns(self, node: str | None) -> str:
+        """A node's namespace; ``"host"`` names the learner's machine (the host namespace)."""
+        return self.host_ns if node == "host" else self._node(node).netns
+
+    def conntrack(self, node: str) -> list[ConntrackEntry]:
+        """The kernel's connection tracking table of a node (or of ``"host"``)."""
+        self._require_up()
+        res = pl.exec_in(self._node_ns(node), ["conntrack", "-L"], timeout=20, check=False)
+        return tx.parse_conntrack(res.stdout)
+
+    def conntrack_flush(self, node: str | None = None) -> None:
+        """Forget the connection tracking entries of one node (or ``"host"``), or of every node."""
+        targets = [self._node_ns(node)] if node else [n.netns for n in self._nodes.values()]
+        for ns in targets:
+            pl.exec_in(ns, ["conntrack", "-F"], timeout=20, check=False)
+
+    def sockets(self, node: str, pod: str | None = None) -> list[Socket]:
+        self._require_up()
+        ns = self._pod(pod).netns if pod else self._node(node).netns
+        res = pl.exec_in(ns, ["ss", "-ltnpH"], timeout=20)
+        return tx.parse_ss(res.stdout)
+
+    def netns_of(self, what: str) -> str:
+        """The namespace name of ``host``, a node or a pod (for the curious: ``ip netns exec NAME ...``)."""
+        if what == "host":
+            return self.host_ns
+        try:
+            return self._node(what).netns
+        except NotFound:
+            return self._pod(what).netns
+
+    # ------------------------------------------------------------------ traffic
+    def _client_pod(self) -> PodNet:
+        for pod in self._pods.values():
+            if pod.role == "client":
+                return pod
+        node = self._control_plane()
+        self._cluster.apply(_client_pod_manifest(node.name))
+        self._reconcile()
+        return next(p for p in self._pods.values() if p.role == "client")
+
+    def request(self, url: str, *, host: str | None = None, from_: str = "host",
+                source: str | None = None, timeout: float = 10.0) -> Response:
+        self._require_up()
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme != "http":
+            raise K8sLabError(f"request() speaks plain http only, not {parts.scheme!r}: {url}")
+        addr = parts.hostname or "127.0.0.1"
+        if addr == "localhost":
+            addr = "127.0.0.1"
+        port = parts.port or 80
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if from_ == "host":
+            ns, src_name = self.host_ns, "host"
+        elif from_ == "node":
+            n = self._node(source)
+            ns, src_name = n.netns, n.name
+        elif from_ == "pod":
+            p = self._pod(source) if source else self._client_pod()
+            ns, src_name = p.netns, p.name
+        else:
+            raise ValueError(f"from_ must be 'host', 'node' or 'pod', not {from_!r}")
+        header_host = host or parts.netloc
+        started = time.monotonic()
+        resp = Response(url=url, status=None, body="", from_=src_name if from_ != "host" else "host",
+                        backend=self.kind)
+        try:
+            sock = nsrelay.connect_in(ns, addr, port, timeout=timeout)
+        except socket.timeout:
+            resp.error = f"timed out connecting to {addr}:{port} from {src_name}"
+            return resp
+        except ConnectionRefusedError:
+            resp.error = f"connection refused by {addr}:{port} (nothing listens there, as seen from {src_name})"
+            return resp
+        except OSError as exc:
+            resp.error = f"cannot connect to {addr}:{port} from {src_name}: {exc.strerror or exc}"
+            return resp
+        try:
+            status, headers, body = _http_get(sock, addr, path, header_host)
+        except (OSError, http.client.HTTPException) as exc:
+            resp.error = f"{type(exc).__name__}: {exc}"
+            return resp
+        finally:
+            sock.close()
+        resp.status, resp.headers, resp.body = status, headers, body
+        resp.elapsed_ms = round((time.monotonic() - started) * 1000, 2)
+        resp.whoami = _whoami(body)
+        if resp.whoami:
+            ip = resp.whoami.get("pod_ip")
+            pod = next((p for p in self._pods.values() if p.ip == ip or p.name == resp.whoami.get("pod")), None)
+            if pod is not None and pod.port:
+                resp.destination = f"{pod.ip}:{pod.port}"
+        return resp
+
+    def port_forward(self, target: str, local_port: int, remote_port: int,
+                     namespace: str = "default") -> PortForward:
+        self._require_up()
+        pod, pod_port = self._resolve_forward(target, remote_port, namespace)
+        key = f"port-forward-{local_port}-{pod.name}-{time.monotonic_ns()}"
+        try:
+            proc, port = pl.start_relay(self.name, key, listen_netns=self.host_ns,
+                                        listen=f"127.0.0.1:{local_port}", dial_netns=pod.netns,
+                                        dial=f"127.0.0.1:{pod_port}",
+                                        info=f"port-forward {target} {local_port}:{remote_port}")
+        except K8sLabError as exc:
+            raise K8sLabError(f"Unable to listen on port {local_port} in {self.host_ns}: {exc} "
+                              "(docker-proxy holds the extraPortMappings ports there; pick another "
+                              "local_port, or 0 for any free one)") from exc
+        pf = NetnsPortForward(self, proc, port, target, remote_port, pod.name, pod_port)
+        self._forwards.append(pf)
+        self.progress.step(f"port-forward 127.0.0.1:{port} -> pod {pod.name} 127.0.0.1:{pod_port} "
+                           "(kubectl -> API server -> kubelet -> runtime stand-in)")
+        return pf
+
+    def _resolve_forward(self, target: str, remote_port: int, namespace: str) -> tuple[PodNet, int]:
+        """kubectl's choice: svc/NAME -> the first ready pod behind it and the service port's
+        targetPort on that pod; deploy/NAME -> its first pod; pod/NAME or NAME -> that pod."""
+        kind, _, name = target.rpartition("/")
+        kind = (kind or "pod").lower()
+        c = self._cluster
+        if kind in ("svc", "service", "services"):
+            svc = c.service(name, namespace)
+            if svc is None:
+                raise NotFound(f"service {namespace}/{name} not found")
+            sp = next((p for p in svc.ports if p.port == remote_port), None)
+            if sp is None:
+                raise NotFound(f"service {name} has no port {remote_port} "
+                               f"(ports: {', '.join(str(p.port) for p in svc.ports)})")
+            pods = sorted((p for p in c.pods if p.namespace == namespace and p.ready and svc.selector
+                           and all(p.labels.get(k) == v for k, v in svc.selector.items())),
+                          key=lambda p: p.name)
+            if not pods:
+                raise NotFound(f"service {name} has no ready pod to forward to")
+            pod = pods[0]
+            port = pod.resolve_port(sp.effective_target_port, sp.protocol)
+            if port is None:
+                raise NotFound(f"pod {pod.name} has no container port named {sp.target_port!r}")
+            return self._pod(pod.name, namespace), port
+        if kind in ("deploy", "deployment", "deployments"):
+            pods = sorted((p for p in c.pods if p.namespace == namespace
+                           and p.owner == f"Deployment/{name}"), key=lambda p: p.name)
+            if not pods:
+                raise NotFound(f"deployment {namespace}/{name} has no pods")
+            return self._pod(pods[0].name, namespace), remote_port
+        if kind in ("pod", "pods", "po"):
+            return self._pod(name, namespace), remote_port
+        raise NotFound(f"port_forward target {target!r}: use svc/NAME, deploy/NAME or pod/NAME")
+
+
+def _client_pod_manifest(node: str) -> list:
+    from ... import model as m
+    return m.load_objects({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": CLIENT_POD, "namespace": "default", "labels": {"run": CLIENT_POD}},
+        "spec": {"nodeName": node, "containers": [{"name": CLIENT_POD, "image": "busybox:1.36"}]},
+    })
+
+
+def _http_get(sock: socket.socket, addr: str, path: str, host_header: str) -> tuple[int, dict, str]:
+    conn = http.client.HTTPConnection(addr, timeout=sock.gettimeout())
+    conn.sock = sock
+    conn.request("GET", path, headers={"Host": host_header, "User-Agent": "k8slab-netns",
+                                       "Connection": "close"})
+    r = conn.getresponse()
+    body = r.read().decode("utf-8", "replace")
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+
+
+def _whoami(body: str) -> dict | None:
+    text = body.strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and ("pod" in data or "pod_ip" in data) else None
+
+
+
+
+__all__ = ["NetnsBackend", "NetnsPortForward"]
