@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any, ClassVar
 
 
 class Component(str, Enum):
@@ -57,6 +58,15 @@ class Path:
     predicted: bool                   # True when built from a model (sim), not read off a live system
     backend: str = ""
     notes: list[str] = field(default_factory=list)
+    # Filled in by the builders below (optional, so hand-made Paths stay valid):
+    client_seen: str | None = None    # the client address the answering app sees
+    forwarded_for: str | None = None  # what an HTTP proxy on the way puts into X-Forwarded-For
+    # Set by the builders as plain attributes, not dataclass fields, so that a Path stays JSON-able
+    # field by field (k8slab.recording) while these keep their exact types:
+    probability: ClassVar[Any] = None     # Fraction: how likely the drawn destination is
+    alternatives: ClassVar[Any] = ()      # [(destination, Fraction)]: everywhere it can end
+    trace: ClassVar[Any] = None           # the netfilter Trace the kernel hops came from
+    outcome: ClassVar[Any] = None         # the Outcome drawn
 
     @property
     def components(self) -> list[Component]:
@@ -77,3 +87,705 @@ class Path:
             "hop": h.index, "component": h.component.value, "place": h.place, "action": h.action,
             "src": h.src, "dst": h.dst, "plane": h.plane,
         } for h in self.hops])
+
+
+# =============================================================================================
+# Builders: each way in, derived from a cluster model and the rules actually installed.
+#
+# The kernel hops are not drawn by hand: they come from tracing the given Ruleset, so when the rules
+# change (scale, delete, a NodePort added) the path changes with them. Only the user-space hops
+# (kubectl, API server, kubelet, docker-proxy, the ingress controller, the app) are described from
+# the cluster model, because no iptables rule makes them happen.
+
+from fractions import Fraction  # noqa: E402
+from typing import Iterable, Sequence  # noqa: E402
+
+APP_NAME = "url-shortener"
+INGRESS_NAMESPACE = "ingress-nginx"
+#: what owners.owner_of returns -> the component drawn for a hop
+OWNER_COMPONENTS = {
+    "kube-proxy": Component.KUBE_PROXY,
+    "CNI portmap": Component.CNI_PORTMAP,
+    "Docker": Component.DOCKER,
+    "kind": Component.KINDNET,
+    "kindnet": Component.KINDNET,
+    "kubelet": Component.KUBELET,
+}
+#: rule actions that change the packet (a group of hops is only shown when it leads to one of these)
+_EFFECTS = ("DNAT", "REDIRECT", "SNAT", "MASQUERADE", "MARK", "REJECT", "DROP")
+
+
+def fallback_owner(table: str, chain: str) -> str:
+    """Who writes a chain, by its name (used when netfilter.owners is not available)."""
+    if chain.startswith(("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")):
+        return "kubelet"
+    if chain.startswith("KUBE-"):
+        return "kube-proxy"
+    if chain.startswith("CNI-"):
+        return "CNI portmap"
+    if chain.startswith("DOCKER"):
+        return "Docker"
+    if chain.startswith("KIND-"):
+        return "kind"
+    if chain in ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"):
+        return "builtin"
+    return "other"
+
+
+def owner_of(table: str, chain: str) -> str:
+    try:
+        from .netfilter.owners import owner_of as real
+    except ImportError:
+        return fallback_owner(table, chain)
+    return real(table, chain)
+
+
+def _component_for(table: str, chain: str, target: str | None) -> Component:
+    owner = owner_of(table, chain)
+    if owner == "builtin" and target:
+        owner = owner_of(table, target)
+    if owner == "builtin":
+        owner = fallback_owner(table, target or chain)
+    return OWNER_COMPONENTS.get(owner, Component.ROUTING)
+
+
+def _strip_counter(line: str) -> str:
+    from .counters import strip_counters
+    return strip_counters(line.strip())
+
+
+# --------------------------------------------------------------------------------------------
+# small views of the model (work on NodeInfo and on model Nodes alike)
+
+def _node_named(nodes: Sequence[Any], name: str | None):
+    for n in nodes:
+        if n.name == name:
+            return n
+    return None
+
+
+def _control_plane(nodes: Sequence[Any]):
+    for n in nodes:
+        if getattr(n, "role", "") == "control-plane":
+            return n
+    if not nodes:
+        raise ValueError("no nodes: bring the lab up first")
+    return nodes[0]
+
+
+def _local_ips(node) -> tuple[str, ...]:
+    ips = tuple(getattr(node, "local_ips", ()) or ())
+    return ips or (("127.0.0.1", node.ip) if node.ip else ("127.0.0.1",))
+
+
+def _gateway(cluster) -> str:
+    gw = getattr(cluster, "gateway", None)
+    return gw if isinstance(gw, str) and gw else "172.18.0.1"
+
+
+def _is_app(pod, app: str) -> bool:
+    labels = getattr(pod, "labels", {}) or {}
+    return labels.get("app") == app or labels.get("app.kubernetes.io/name") == app
+
+
+def client_pod_ip(pods: Iterable[Any], node, exclude_app: str = APP_NAME) -> str:
+    """A pod IP on ``node`` that is not one of ``exclude_app``'s pods: the client the course uses for
+    "from inside the cluster". Accepts model Pods or API dicts. Falls back to an address of the
+    node's pod CIDR that no pod holds (say .250), so a trace always has a pod-network source."""
+    import ipaddress
+    candidates = []
+    for p in pods:
+        if isinstance(p, dict):
+            meta, spec, status = p.get("metadata") or {}, p.get("spec") or {}, p.get("status") or {}
+            name, node_name, ip = meta.get("name", ""), spec.get("nodeName"), status.get("podIP")
+            host_net = bool(spec.get("hostNetwork"))
+            labels = meta.get("labels") or {}
+            is_app = labels.get("app") == exclude_app or labels.get("app.kubernetes.io/name") == exclude_app
+        else:
+            name, node_name, ip = p.name, p.node_name, p.ip
+            host_net, is_app = bool(p.host_network), _is_app(p, exclude_app)
+        if node_name == node.name and ip and not host_net and not is_app and ip != node.ip:
+            candidates.append((name, ip))
+    if candidates:
+        return sorted(candidates)[0][1]
+    net = ipaddress.ip_network(node.pod_cidr)
+    return str(net.network_address + min(250, net.num_addresses - 2))
+
+
+def masquerade_source(cluster, node, dest_ip: str) -> str:
+    """The source address MASQUERADE picks on ``node`` for a packet leaving toward ``dest_ip``: the
+    address of the interface the packet leaves by.
+
+    Toward a pod on the same node the packet leaves by that pod's host-side veth. kindnet's CNI is
+    ``ptp``, and ptp puts the pod CIDR's gateway address (.1, e.g. 10.244.0.1/32) on the host side of
+    every veth it creates, so the app sees 10.244.0.1. (Read in the containernetworking ptp plugin;
+    ../shared/notes only says kindnet chains ptp with host-local, so this is our inference, and the
+    netns backend, which runs the real ptp plugin, is the check.) Toward a pod on another node the
+    packet leaves by eth0, so the source is the node's IP on the Docker network (172.18.0.x)."""
+    import ipaddress
+    try:
+        if ipaddress.ip_address(dest_ip) in ipaddress.ip_network(node.pod_cidr):
+            return str(ipaddress.ip_network(node.pod_cidr).network_address + 1)
+    except ValueError:
+        pass
+    return node.ip
+
+
+def _service(cluster, name: str, namespace: str = "default"):
+    for s in cluster.services:
+        if s.name == name and s.namespace == namespace:
+            return s
+    return None
+
+
+def _app_pods(cluster, svc) -> list:
+    if svc is None:
+        return []
+    pods = cluster.selected_pods(svc) if hasattr(cluster, "selected_pods") else []
+    return [p for p in pods if p.ip]
+
+
+def _pod_by_ip(cluster, ip: str | None):
+    if not ip:
+        return None
+    if hasattr(cluster, "pod_by_ip"):
+        return cluster.pod_by_ip(ip)
+    for p in cluster.pods:
+        if p.ip == ip:
+            return p
+    return None
+
+
+def _pod_place(pod, fallback: str = "pod") -> str:
+    if pod is None:
+        return fallback
+    return f"pod {pod.name} ({pod.node_name})"
+
+
+def controller_pod(cluster):
+    """The ingress controller's pod (a hostPort 80 pod of ingress-nginx), or None."""
+    best = None
+    for p in cluster.pods:
+        ports = {hp.host_port for hp in p.host_ports()} if hasattr(p, "host_ports") else set()
+        if 80 in ports and p.ip and not p.host_network:
+            if p.namespace == INGRESS_NAMESPACE or "ingress" in p.name:
+                return p
+            best = best or p
+    return best
+
+
+# --------------------------------------------------------------------------------------------
+# tracing and turning a trace into hops
+
+def pick_outcome(trace, prefer: str | None = None):
+    """The outcome a path draws: the one reaching ``prefer`` (an ``ip:port``) if given, else the first
+    accepted outcome of the baseline world (the tracer lists outcomes in rule order)."""
+    outcomes = trace.baseline() or list(trace.outcomes)
+    if prefer is not None:
+        for o in outcomes:
+            if o.destination == prefer:
+                return o
+    for o in outcomes:
+        if o.verdict == "ACCEPT":
+            return o
+    return outcomes[0] if outcomes else None
+
+
+def _effective_hops(outcome) -> set[int]:
+    """Indices of the hops that made something happen: the rules that changed the packet (DNAT, mark,
+    masquerade, a verdict) and the jumps that led to them. A jump into a chain that came back
+    empty-handed is left out of the drawn path (it stays in the trace)."""
+    keep: set[int] = set()
+    stack: list[tuple[str, int | None]] = []      # (chain, index of the hop that jumped into it)
+    cur: tuple[str, str] | None = None
+    for i, h in enumerate(outcome.hops):
+        if h.rule is None:
+            if h.action.startswith("end of chain") and len(stack) > 1:
+                stack.pop()
+            continue
+        if h.action.startswith("no match"):
+            continue
+        if (h.hook, h.table) != cur:
+            cur = (h.hook, h.table)
+            stack = [(h.chain, None)]
+        names = [c for c, _ in stack]
+        if h.chain in names:
+            while stack[-1][0] != h.chain:
+                stack.pop()
+        else:
+            stack.append((h.chain, None))
+        act = h.action.split(" [", 1)[0]
+        if act.startswith(_EFFECTS):
+            keep.add(i)
+            keep.update(j for _, j in stack if j is not None)
+        if act.startswith(("jump ", "goto ")) and h.rule.target:
+            if act.startswith("goto ") and len(stack) > 1:
+                stack.pop()
+            stack.append((h.rule.target, i))
+        elif act.startswith("RETURN") and len(stack) > 1:
+            stack.pop()
+    return keep
+
+
+def kernel_hops(outcome, *, place: str, start: int, src: str | None, dst: str | None,
+                routing: Any = None, masq_source: str | None = None) -> tuple[list[Hop], str | None, str | None]:
+    """Hops for one traced outcome: one per chain that mattered, in the order the packet met them.
+
+    ``routing(dst) -> (component, action)`` describes the routing decision (None: not drawn).
+    Returns the hops and the (src, dst) after them."""
+    keep = _effective_hops(outcome)
+    hops: list[Hop] = []
+    groups: list[list[Any]] = []
+    for i, h in enumerate(outcome.hops):
+        if h.rule is None:
+            if h.hook == "routing":
+                groups.append([h])
+            continue
+        if i not in keep:
+            continue
+        if groups and groups[-1][0].rule is not None and (groups[-1][0].hook, groups[-1][0].table,
+                                                           groups[-1][0].chain) == (h.hook, h.table, h.chain):
+            groups[-1].append(h)
+        else:
+            groups.append([h])
+    for group in groups:
+        first = group[0]
+        if first.rule is None:          # the routing decision
+            if routing is None:
+                continue
+            comp, action = routing(dst)
+            hops.append(Hop(start + len(hops), comp, place, action, src, dst, "data", (first.action,)))
+            continue
+        actions = []
+        evidence = []
+        for h in group:
+            act = h.action
+            actions.append(act)
+            evidence.append(_strip_counter(h.rule.line) if h.rule.line else (h.line or ""))
+            base = act.split(" [", 1)[0]
+            if base.startswith(("DNAT ", "REDIRECT ")):
+                dst = base.split(" ", 1)[1]
+            elif base.startswith("MASQUERADE") or base.startswith("SNAT"):
+                new = masq_source
+                if base.startswith("SNAT") and outcome.source:
+                    new = outcome.source
+                if new and src:
+                    port = src.rsplit(":", 1)[1] if ":" in src else ""
+                    src = f"{new}:{port}" if port else new
+        comp = _component_for(first.table, first.chain, group[-1].rule.target)
+        text = f"{first.table} {first.chain}: " + "; ".join(actions)
+        hops.append(Hop(start + len(hops), comp, place, text, src, dst, "data",
+                        tuple(evidence)))
+    return hops, src, dst
+
+
+def _routing_describer(cluster, node):
+    """routing(dst) for a node: a local pod (veth), another node's pod (kindnet's route), or local."""
+    import ipaddress
+
+    def describe(dst: str | None):
+        ip = dst.rsplit(":", 1)[0] if dst else ""
+        pod = _pod_by_ip(cluster, ip)
+        if pod is not None and pod.node_name == node.name and not pod.host_network:
+            return Component.ROUTING, f"route {ip} to the pod's veth on {node.name} (ptp: one /32 route per pod)"
+        for other in cluster.nodes:
+            try:
+                if other.name != node.name and ipaddress.ip_address(ip) in ipaddress.ip_network(other.pod_cidr):
+                    return (Component.KINDNET, f"route {ip} via {other.ip} ({other.name}): kindnet's route for "
+                                               f"{other.pod_cidr}")
+            except ValueError:
+                break
+        if ip in _local_ips(node):
+            return Component.ROUTING, f"{ip} is local to {node.name}: deliver to a local socket"
+        return Component.ROUTING, f"route {ip} out of {node.name}"
+    return describe
+
+
+def _trace(ruleset, src: str, dst: str, dport: int, node, in_interface: str | None = None):
+    from .netfilter.tracer import NodeContext, Packet, trace
+    pod_cidr = getattr(node, "pod_cidr", "")
+    ctx = NodeContext(local_ips=frozenset(_local_ips(node)), pod_cidrs=(pod_cidr,) if pod_cidr else (),
+                      name=node.name)
+    return trace(ruleset, Packet(src=src, dst=dst, dport=int(dport), in_interface=in_interface), ctx)
+
+
+def _alternatives(trace) -> list[tuple[str | None, Fraction]]:
+    return [(d, p.limit_denominator(1000)) for d, p in trace.by_destination().items()]
+
+
+def _app_hop(index: int, cluster, dest: str | None, client_seen: str | None, src: str | None) -> Hop | None:
+    if dest is None:
+        return None
+    pod = _pod_by_ip(cluster, dest.rsplit(":", 1)[0])
+    return Hop(index, Component.APP, _pod_place(pod), f"the app accepts on {dest}; it sees the client as "
+               f"{client_seen}", src, dest, "data", ())
+
+
+# --------------------------------------------------------------------------------------------
+# the five ways
+
+def build_path(way, *, cluster_model, node_rules, host_rules=None, nodes=None, backend: str = "",
+               predicted: bool = False, service: str | None = None, namespace: str = "default",
+               host: str | None = None, url_path: str = "/whoami", prefer: str | None = None) -> Path:
+    """``way`` as hops. ``node_rules`` is the control-plane's Ruleset (every way in enters there);
+    ``host_rules`` the learner's machine's Docker rules (None: not visible, e.g. Docker Desktop).
+    ``service`` overrides the Service the way targets; ``prefer`` picks the endpoint drawn."""
+    way = Way(way)
+    nodes = list(nodes) if nodes else list(cluster_model.nodes)
+    kw = dict(cluster=cluster_model, rules=node_rules, host_rules=host_rules, nodes=nodes,
+              namespace=namespace, prefer=prefer)
+    if way is Way.PORT_FORWARD:
+        path = _port_forward(service=service or APP_NAME, **kw)
+    elif way is Way.CLUSTER_IP:
+        path = _cluster_ip(service=service or APP_NAME, **kw)
+    elif way is Way.NODE_PORT:
+        path = _node_port(service=service, **kw)
+    elif way is Way.HOST_PORT:
+        path = _host_port(**kw)
+    else:
+        path = _ingress(host=host, url_path=url_path, **kw)
+    path.backend = backend
+    path.predicted = predicted
+    if predicted:
+        path.notes.append("predicted by a model (sim), not read off a live cluster")
+    return path
+
+
+def _svc_port(svc, port: int | None = None):
+    if not svc.ports:
+        return None
+    if port is None:
+        return svc.ports[0]
+    return next((p for p in svc.ports if p.port == port), svc.ports[0])
+
+
+def _port_forward(*, cluster, rules, host_rules, nodes, namespace, prefer, service) -> Path:
+    svc = _service(cluster, service, namespace)
+    cp = _control_plane(nodes)
+    notes = ["no iptables rule is involved: the bytes travel inside the API server's and kubelet's "
+             "streams, and the runtime dials the port inside the pod's network namespace"]
+    if svc is None:
+        pods = [p for p in cluster.pods if p.name == service and p.namespace == namespace]
+        sp = None
+    else:
+        pods = [p for p in _app_pods(cluster, svc) if p.ready]
+        sp = _svc_port(svc)
+    # kubectl resolves svc/NAME to one pod (the first ready one) and the service port to the pod's
+    # container port: the Service's ClusterIP and its kube-proxy rules are never used.
+    pods = sorted(pods, key=lambda p: p.name)
+    if prefer:
+        pods = sorted(pods, key=lambda p: p.ip != prefer.rsplit(":", 1)[0])
+    pod = pods[0] if pods else None
+    if pod is None:
+        return Path(Way.PORT_FORWARD, [Hop(1, Component.CLIENT, "host", "curl http://127.0.0.1:8080/", None,
+                                           "127.0.0.1:8080")], "host", None, False,
+                    notes=notes + [f"{service} has no ready pod: kubectl port-forward fails"])
+    target = sp.effective_target_port if sp is not None else 8080
+    cport = pod.resolve_port(target, "TCP") if hasattr(pod, "resolve_port") else None
+    cport = cport or (target if isinstance(target, int) else 8080)
+    pnode = _node_named(nodes, pod.node_name) or cp
+    hops = [
+        Hop(1, Component.CLIENT, "host", "curl http://127.0.0.1:8080/", "127.0.0.1:50000", "127.0.0.1:8080"),
+        Hop(2, Component.KUBECTL, "host", f"kubectl accepts on 127.0.0.1:8080, picked pod {pod.name} for "
+            f"svc/{service}, and opens a pods/portforward stream to the API server", "127.0.0.1:8080",
+            f"{cp.ip}:6443", "control", (f"POST /api/v1/namespaces/{namespace}/pods/{pod.name}/portforward",)),
+        Hop(3, Component.API_SERVER, f"node {cp.name}", "authorizes pods/portforward and proxies the stream "
+            "to the kubelet of the pod's node", f"{cp.ip}:6443", f"{pnode.ip}:10250", "control",
+            (f"/portForward/{namespace}/{pod.name}",)),
+        Hop(4, Component.KUBELET, f"node {pnode.name}", "hands the stream to the container runtime (CRI "
+            "PortForward)", f"{pnode.ip}:10250", "containerd streaming server", "control", ()),
+        Hop(5, Component.RUNTIME, f"node {pnode.name}", f"enters the pod's network namespace and dials "
+            f"127.0.0.1:{cport}", "127.0.0.1", f"127.0.0.1:{cport}", "control", ()),
+        Hop(6, Component.APP, _pod_place(pod), f"the app accepts on :{cport}; it sees the client as 127.0.0.1",
+            "127.0.0.1", f"{pod.ip}:{cport}", "data", ()),
+    ]
+    p = Path(Way.PORT_FORWARD, hops, "host", f"{pod.ip}:{cport}", False, notes=notes)
+    p.probability = Fraction(1)
+    p.alternatives = [(f"{pod.ip}:{cport}", Fraction(1))]
+    p.client_seen = "127.0.0.1"
+    return p
+
+
+def _finish_kernel_path(way, cluster, rules, node, hops, client, client_src, dst_ip, dport, prefer,
+                        in_interface=None, place=None, notes=None):
+    """Trace (client_src -> dst_ip:dport) in ``rules`` on ``node``, append its hops and the app hop."""
+    tr = _trace(rules, client_src, dst_ip, dport, node, in_interface)
+    out = pick_outcome(tr, prefer)
+    notes = list(notes or [])
+    p = Path(way, hops, client, None, False, notes=notes)
+    p.trace = tr
+    p.alternatives = _alternatives(tr)
+    if out is None:
+        return p, None
+    dest_guess = out.destination
+    masq = masquerade_source(cluster, node, dest_guess.rsplit(":", 1)[0]) if dest_guess else node.ip
+    khops, src, dst = kernel_hops(out, place=place or f"node {node.name}", start=len(hops) + 1,
+                                  src=f"{client_src}:40000", dst=f"{dst_ip}:{dport}",
+                                  routing=_routing_describer(cluster, node), masq_source=masq)
+    hops.extend(khops)
+    p.probability = out.nominal
+    p.outcome = out
+    if out.verdict != "ACCEPT":
+        p.notes.append(f"{out.verdict}: the connection is refused here ({khops[-1].action if khops else ''})")
+        return p, out
+    if out.destination is None:
+        p.notes.append(f"no rule rewrote {dst_ip}:{dport}: the packet stays addressed to it")
+        return p, out
+    p.destination = out.destination
+    return p, out
+
+
+def _seen(src: str | None) -> str | None:
+    return src.rsplit(":", 1)[0] if src else None
+
+
+def _cluster_ip(*, cluster, rules, host_rules, nodes, namespace, prefer, service) -> Path:
+    svc = _service(cluster, service, namespace)
+    node = _control_plane(nodes)
+    if svc is None or not svc.cluster_ip or svc.cluster_ip == "None":
+        raise ValueError(f"no Service {namespace}/{service} with a ClusterIP: deploy the app first")
+    sp = _svc_port(svc)
+    src_ip = client_pod_ip(cluster.pods, node)
+    client_pod = _pod_by_ip(cluster, src_ip)
+    place = _pod_place(client_pod, f"a pod on {node.name}")
+    hops = [Hop(1, Component.CLIENT, place, f"curl http://{svc.cluster_ip}:{sp.port}/ (the Service's "
+                "ClusterIP: no process listens there)", f"{src_ip}:40000", f"{svc.cluster_ip}:{sp.port}")]
+    p, out = _finish_kernel_path(Way.CLUSTER_IP, cluster, rules, node, hops, place, src_ip, svc.cluster_ip,
+                                 sp.port, prefer)
+    if out is not None and p.destination:
+        seen = _seen(hops[-1].src) or src_ip
+        p.client_seen = seen
+        hop = _app_hop(len(hops) + 1, cluster, p.destination, seen, hops[-1].src)
+        hops.append(hop)
+    return p
+
+
+def _node_port_service(cluster, service: str | None, namespace: str):
+    if service:
+        for s in cluster.services:
+            if s.name == service and (s.namespace == namespace or namespace == "default"):
+                return s
+        return None
+    typed = [s for s in cluster.services if s.type in ("NodePort", "LoadBalancer")
+             and any(p.node_port for p in s.ports)]
+    # the app's own NodePort Service first, then any other (e.g. ingress-nginx's LoadBalancer)
+    typed.sort(key=lambda s: (not (s.selector or {}).get("app") == APP_NAME, s.type != "NodePort",
+                              s.namespace, s.name))
+    return typed[0] if typed else None
+
+
+def _node_port(*, cluster, rules, host_rules, nodes, namespace, prefer, service) -> Path:
+    svc = _node_port_service(cluster, service, namespace)
+    node = _control_plane(nodes)
+    if svc is None:
+        raise ValueError("no NodePort (or LoadBalancer) Service: apply kind/manifests/app-nodeport.yaml")
+    sp = next((p for p in svc.ports if p.node_port), None)
+    gw = _gateway(cluster)
+    hops = [Hop(1, Component.CLIENT, "host", f"curl http://{node.ip}:{sp.node_port}/ (the node's IP and "
+                f"the NodePort of {svc.namespace}/{svc.name})", f"{gw}:40000", f"{node.ip}:{sp.node_port}"),
+            Hop(2, Component.ROUTING, "host", f"route {node.ip} over the Docker bridge of the kind network; "
+                f"the packet leaves from the host's address {gw}", f"{gw}:40000", f"{node.ip}:{sp.node_port}",
+                "data", ())]
+    p, out = _finish_kernel_path(Way.NODE_PORT, cluster, rules, node, hops, "host", gw, node.ip, sp.node_port,
+                                 prefer, in_interface="eth0",
+                                 notes=[f"service {svc.namespace}/{svc.name} ({svc.type}), NodePort {sp.node_port}"])
+    if out is not None and p.destination:
+        seen = _seen(hops[-1].src) or gw
+        p.client_seen = seen
+        hops.append(_app_hop(len(hops) + 1, cluster, p.destination, seen, hops[-1].src))
+    return p
+
+
+def _host_mapping(cluster, container_port: int = 80) -> tuple[str, int, int]:
+    """(listen address, host port, node port) of the control-plane's extraPortMapping to ``container_port``."""
+    cfg = getattr(cluster, "config", None)
+    for kn in getattr(cfg, "nodes", []) or []:
+        if kn.role != "control-plane":
+            continue
+        for m in kn.extra_port_mappings:
+            if m.container_port == container_port:
+                return m.listen_address, m.host_port, m.container_port
+    return "0.0.0.0", 8080, container_port
+
+
+def _host_hops(cluster, host_rules, node, hops: list[Hop]) -> tuple[str, int]:
+    """The host part of hostPort/Ingress: localhost:HOSTPORT -> docker-proxy -> node:80.
+    Returns the (src, dport) the node then sees."""
+    listen, hport, cport = _host_mapping(cluster)
+    gw = _gateway(cluster)
+    hops.append(Hop(len(hops) + 1, Component.CLIENT, "host", f"curl http://localhost:{hport}/ (or a name "
+                    "that resolves to 127.0.0.1)",
+                    "127.0.0.1:50000", f"127.0.0.1:{hport}"))
+    evidence: list[str] = []
+    dnat_dst = None
+    if host_rules is not None:
+        tr = _trace(host_rules, "127.0.0.1", "127.0.0.1", hport, _HostNode(gw))
+        out = pick_outcome(tr)
+        if out is not None:
+            dnat_dst = out.destination
+        for r in host_rules.iter_rules():
+            if r.table == "nat" and r.target == "DNAT" and (r.option("tcp", "--dport") or
+                                                             r.option("multiport", "--dports")):
+                opt = r.option("tcp", "--dport")
+                if opt is not None and opt.value == str(hport):
+                    evidence.append(_strip_counter(r.line) if r.line else "")
+    if dnat_dst:
+        hops.append(Hop(len(hops) + 1, Component.DOCKER, "host", f"Docker's DNAT rule sends "
+                        f"127.0.0.1:{hport} to {dnat_dst}", "127.0.0.1:50000", dnat_dst, "data", tuple(evidence)))
+        # the host routes the DNATed connection out of the kind bridge, so it leaves from the bridge address
+        return gw, int(dnat_dst.rsplit(":", 1)[1])
+    hops.append(Hop(len(hops) + 1, Component.DOCKER_PROXY, "host",
+                    f"docker-proxy listens on {listen}:{hport}; for 127.0.0.1 the kernel DNAT is skipped "
+                    f"(the DOCKER rule needs a non-loopback destination), so docker-proxy accepts and opens "
+                    f"a new connection to {node.ip}:{cport} from the bridge address {gw}",
+                    f"{gw}:40000", f"{node.ip}:{cport}", "data",
+                    tuple(evidence) + (f"docker run --publish {listen}:{hport}:{cport}/TCP (extraPortMappings)",)))
+    return gw, cport
+
+
+class _HostNode:
+    """The learner's machine as the tracer needs it: its loopback and its address on the kind bridge."""
+    role = "host"
+    pod_cidr = ""
+
+    def __init__(self, gw: str):
+        self.name = "host"
+        self.ip = gw
+        self.local_ips = ("127.0.0.1", gw)
+
+
+def _host_port(*, cluster, rules, host_rules, nodes, namespace, prefer) -> Path:
+    node = _control_plane(nodes)
+    hops: list[Hop] = []
+    src, dport = _host_hops(cluster, host_rules, node, hops)
+    ctrl = controller_pod(cluster)
+    notes = ["this path does not use a NodePort: the CNI portmap plugin's rules DNAT the node's port "
+             f"{dport} straight to the pod that asked for hostPort {dport}"]
+    p, out = _finish_kernel_path(Way.HOST_PORT, cluster, rules, node, hops, "host", src, node.ip, dport,
+                                 prefer, in_interface="eth0", notes=notes)
+    if ctrl is None:
+        p.notes.append("no pod has hostPort 80: install the ingress controller first")
+    if out is not None and p.destination:
+        seen = _seen(hops[-1].src) or src
+        p.client_seen = seen
+        pod = _pod_by_ip(cluster, p.destination.rsplit(":", 1)[0])
+        comp = Component.INGRESS_CONTROLLER if pod is not None and pod is ctrl else Component.APP
+        hops.append(Hop(len(hops) + 1, comp, _pod_place(pod), f"{pod.name if pod else 'the pod'} accepts "
+                        f"on {p.destination}; it sees the client as {seen}", hops[-1].src, p.destination,
+                        "data", ()))
+    return p
+
+
+def _route_get(route, *names, default=None):
+    for n in names:
+        if isinstance(route, dict) and n in route:
+            return route[n]
+        if hasattr(route, n):
+            return getattr(route, n)
+    return default
+
+
+def ingress_route_rows(cluster) -> list[dict]:
+    """The ingress controller's routing table as rows (host, path, service, upstream pod IPs)."""
+    from .model import ingress_routes
+    rows = []
+    for r in ingress_routes(cluster):
+        ups = _route_get(r, "upstreams", "endpoints", default=()) or ()
+        rows.append({
+            "host": _route_get(r, "host", default="") or "*",
+            "path": _route_get(r, "path", default="/"),
+            "path_type": _route_get(r, "path_type", "pathType", default=""),
+            "namespace": _route_get(r, "namespace", default=""),
+            "ingress": _route_get(r, "ingress", "ingress_name", "name", default=""),
+            "service": _route_get(r, "service", "service_name", default=""),
+            "port": _route_get(r, "port", "service_port", default=""),
+            "upstreams": ",".join(str(u) for u in ups),
+        })
+    return rows
+
+
+def choose_upstream(route, counter: int = 0) -> str | None:
+    """Round-robin over a route's upstreams: the ``counter``-th request goes to upstream counter % n."""
+    ups = list(_route_get(route, "upstreams", "endpoints", default=()) or ())
+    if not ups:
+        return None
+    return str(ups[counter % len(ups)])
+
+
+def _ingress(*, cluster, rules, host_rules, nodes, namespace, prefer, host, url_path) -> Path:
+    from .model import ingress_routes, match_route
+    node = _control_plane(nodes)
+    hops: list[Hop] = []
+    src, dport = _host_hops(cluster, host_rules, node, hops)
+    p, out = _finish_kernel_path(Way.INGRESS, cluster, rules, node, hops, "host", src, node.ip, dport, None,
+                                 in_interface="eth0")
+    if out is None or not p.destination:
+        return p
+    seen = _seen(hops[-1].src) or src
+    ctrl_dest = p.destination
+    ctrl = _pod_by_ip(cluster, ctrl_dest.rsplit(":", 1)[0])
+    routes = ingress_routes(cluster)
+    if host is None:
+        # the host the course's Ingress names (its first rule with a host), as a browser would send it
+        host = next((r.host for r in routes if r.host and not r.default and "*" not in r.host), "localhost")
+    route = match_route(routes, host, url_path)
+    place = _pod_place(ctrl, "the ingress controller")
+    if route is None:
+        hops.append(Hop(len(hops) + 1, Component.INGRESS_CONTROLLER, place,
+                        f"nginx accepts on {ctrl_dest} (client {seen}); no Ingress rule matches host "
+                        f"{host} path {url_path}: 404 from the default server", hops[-1].src,
+                        ctrl_dest, "data", ()))
+        p.destination = None
+        p.notes.append("no Ingress matches: the controller answers 404 itself")
+        return p
+    upstream = prefer if prefer else choose_upstream(route)
+    rhost = _route_get(route, "host", default="") or "*"
+    rpath = _route_get(route, "path", default="/")
+    rsvc = _route_get(route, "service", "service_name", default="?")
+    rport = _route_get(route, "port", "service_port", default="")
+    service_upstream = bool(_route_get(route, "service_upstream", default=False))
+    evidence = (f"Ingress rule host={rhost} path={rpath} -> service {rsvc}:{rport}",
+                "upstreams: " + ", ".join(str(u) for u in (_route_get(route, "upstreams", "endpoints",
+                                                                       default=()) or ())))
+    ctrl_ip = ctrl.ip if ctrl is not None else ctrl_dest.rsplit(":", 1)[0]
+    if upstream is None:
+        hops.append(Hop(len(hops) + 1, Component.INGRESS_CONTROLLER, place,
+                        f"route host={rhost} path={rpath} -> {rsvc}, which has no endpoints: 503",
+                        hops[-1].src, ctrl_dest, "data", evidence))
+        p.destination = None
+        p.notes.append(f"{rsvc} has no ready endpoints: the controller answers 503")
+        return p
+    if service_upstream:
+        svc = _service(cluster, rsvc, _route_get(route, "namespace", default="default") or "default")
+        hops.append(Hop(len(hops) + 1, Component.INGRESS_CONTROLLER, place,
+                        f"route host={rhost} path={rpath} -> {rsvc}: service-upstream, so nginx dials the "
+                        f"ClusterIP {svc.cluster_ip}:{rport}", f"{ctrl_ip}:40000",
+                        f"{svc.cluster_ip}:{rport}", "data", evidence))
+        cnode = _node_named(nodes, ctrl.node_name) if ctrl is not None else node
+        tr = _trace(rules, ctrl_ip, svc.cluster_ip, int(rport), cnode or node)
+        out2 = pick_outcome(tr)
+        khops, src2, dst2 = kernel_hops(out2, place=f"node {(cnode or node).name}", start=len(hops) + 1,
+                                        src=f"{ctrl_ip}:40000", dst=f"{svc.cluster_ip}:{rport}",
+                                        routing=_routing_describer(cluster, cnode or node),
+                                        masq_source=(cnode or node).ip)
+        hops.extend(khops)
+        upstream = out2.destination
+        p.alternatives = _alternatives(tr)
+        p.probability = out2.nominal
+        seen2 = _seen(src2) or ctrl_ip
+    else:
+        hops.append(Hop(len(hops) + 1, Component.INGRESS_CONTROLLER, place,
+                        f"nginx accepts on {ctrl_dest} (client {seen}), matches host={rhost} path={rpath} -> "
+                        f"service {rsvc}:{rport}, and dials the endpoint {upstream} directly (no ClusterIP, "
+                        f"no kube-proxy rule)", f"{ctrl_ip}:40000", upstream, "data", evidence))
+        ups = [str(u) for u in (_route_get(route, "upstreams", "endpoints", default=()) or ())]
+        p.alternatives = [(u, Fraction(1, len(ups))) for u in ups]
+        p.probability = Fraction(1, len(ups)) if ups else None
+        seen2 = ctrl_ip
+        p.notes.append("the controller load-balances over the endpoints itself (round-robin), "
+                       "so no KUBE-SVC rule is used between it and the app")
+    p.destination = upstream
+    p.client_seen = seen2
+    p.forwarded_for = seen
+    hops.append(_app_hop(len(hops) + 1, cluster, upstream, f"{seen2} (X-Forwarded-For: {seen})", hops[-1].src))
+    return p

@@ -1,0 +1,641 @@
+"""The Lab: every verb a notebook calls, the same on every backend.
+
+``Lab(backend="auto")`` picks a real kind cluster where Docker and kind work and the pure-Python
+model (``sim``) elsewhere, and says which and why. Everything the Lab returns from a model says so:
+``Response.predicted``, ``Path.predicted`` and ``df.attrs["source"] == "sim model"``.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from pathlib import Path as FsPath
+from typing import Any, Iterable
+
+from .backends.base import Backend, NodeInfo, Response
+from .errors import BackendUnavailable, K8sLabError, LabStateError, ManifestError, NotFound
+from .progress import Progress
+
+BACKENDS = ("kind", "netns", "sim")
+CLASS_NAMES = {"kind": "KindBackend", "netns": "NetnsBackend", "sim": "SimBackend"}
+FIXES = {
+    "kind": "install Docker and kind (https://kind.sigs.k8s.io/docs/user/quick-start/), start the "
+            "Docker daemon, or use Lab(backend='sim')",
+    "netns": "run as root on Linux with iptables, iproute2, nginx and the CNI plugins installed "
+             "(apt-get install -y iptables iproute2 nginx-light containernetworking-plugins), "
+             "or use Lab(backend='sim')",
+    "sim": "the sim backend needs nothing but this package; reinstall k8slab (pip install -e .)",
+}
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+APP = "url-shortener"
+MAX_RESPONSES = 200
+CLUSTER_CONFIG = "kind/cluster.yaml"
+APP_MANIFEST = "kind/manifests/app.yaml"
+INGRESS_CONTROLLER_MANIFEST = "kind/manifests/ingress-nginx.yaml"
+
+
+class InvalidName(ManifestError):
+    """A lab name that is not a DNS-1123 label."""
+
+
+# ---------------------------------------------------------------------------------------------
+# small pure helpers
+
+def validate_name(name: str) -> str:
+    """A lab name must be a DNS-1123 label: it names the kind cluster, containers and namespaces."""
+    if not isinstance(name, str) or not name or len(name) > 63 or not _DNS1123_LABEL.match(name):
+        raise InvalidName(
+            f"lab name {name!r} is not a DNS-1123 label: use 1 to 63 characters, lowercase letters, "
+            "digits and '-', starting and ending with a letter or digit (e.g. 'k8slab')")
+    return name
+
+
+def find_root(start: Iterable[FsPath] | None = None) -> FsPath:
+    """The project root: the nearest directory holding both ``kind/`` and ``app/``, searched upward
+    from the working directory and from this package's location."""
+    starts = list(start) if start is not None else [FsPath.cwd(), FsPath(__file__).resolve().parent]
+    for base in starts:
+        for d in (base, *base.parents):
+            if (d / "kind").is_dir() and (d / "app").is_dir():
+                return d
+    raise NotFound("cannot find the k8slab project root (a directory with kind/ and app/); run from "
+                   "inside the checkout or pass Lab(root='/path/to/k8slab')")
+
+
+def load_backend_class(kind: str) -> type[Backend]:
+    """Import ``k8slab.backends.<kind>`` lazily and return its backend class."""
+    if kind not in BACKENDS:
+        raise BackendUnavailable(f"unknown backend {kind!r}: choose one of auto, {', '.join(BACKENDS)}")
+    try:
+        module = importlib.import_module(f"k8slab.backends.{kind}")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("k8slab.backends"):
+            raise BackendUnavailable(
+                f"the {kind} backend is not part of this installation (k8slab/backends/{kind}.py is "
+                f"missing). Fix: {FIXES[kind]}") from exc
+        raise BackendUnavailable(f"the {kind} backend needs the Python module {exc.name!r}: "
+                                 f"pip install -e . in the project, or {FIXES[kind]}") from exc
+    cls = getattr(module, CLASS_NAMES[kind], None)
+    if cls is None:
+        raise BackendUnavailable(f"k8slab.backends.{kind} has no {CLASS_NAMES[kind]} class; "
+                                 f"reinstall k8slab")
+    return cls
+
+
+def _available(cls) -> tuple[bool, str]:
+    try:
+        ok, why = cls.available()
+    except K8sLabError as exc:
+        return False, str(exc)
+    except Exception as exc:  # a broken probe must not break auto-selection
+        return False, f"{type(exc).__name__}: {exc}"
+    return bool(ok), str(why)
+
+
+def choose_backend(requested: str = "auto", env: dict | None = None) -> tuple[str, str]:
+    """(backend, why) for ``requested``. ``auto`` honours K8SLAB_BACKEND, then prefers kind, then sim."""
+    env = os.environ if env is None else env
+    model = {"sim": " (a model's predictions, not a live cluster)"}
+    if requested != "auto":
+        return requested, f"{requested}: asked for explicitly{model.get(requested, '')}"
+    forced = (env.get("K8SLAB_BACKEND") or "").strip()
+    if forced and forced != "auto":
+        return forced, f"{forced}: set by K8SLAB_BACKEND{model.get(forced, '')}"
+    try:
+        cls = load_backend_class("kind")
+        ok, why = _available(cls)
+    except BackendUnavailable as exc:
+        ok, why = False, str(exc)
+    if ok:
+        return "kind", f"kind: Docker and kind work here ({why})"
+    return "sim", (f"sim: kind is not usable here ({why}); the sim backend predicts what a kind "
+                   "cluster would do, it does not run one")
+
+
+def load_manifests(manifest: Any, root: FsPath | None = None) -> list[dict]:
+    """A path, YAML text, a dict or a list of dicts -> a list of manifest dicts (List kinds flattened)."""
+    import yaml
+    docs: list[Any]
+    if isinstance(manifest, dict):
+        docs = [manifest]
+    elif isinstance(manifest, (list, tuple)):
+        docs = list(manifest)
+    elif isinstance(manifest, (str, os.PathLike)):
+        text = None
+        candidate = str(manifest)
+        if isinstance(manifest, os.PathLike) or ("\n" not in candidate and len(candidate) < 4096):
+            for p in (FsPath(candidate), (root / candidate) if root else None):
+                if p is not None and p.is_file():
+                    text = p.read_text()
+                    break
+            if text is None and (isinstance(manifest, os.PathLike)
+                                 or candidate.endswith((".yaml", ".yml", ".json"))):
+                raise ManifestError(f"manifest file {candidate} does not exist; give a path relative to "
+                                    f"the project root ({root}) or YAML text")
+        if text is None:
+            text = candidate
+        try:
+            docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        except yaml.YAMLError as exc:
+            raise ManifestError(f"manifest is not valid YAML: {exc}") from exc
+    else:
+        raise ManifestError(f"apply() takes a path, YAML text, a dict or a list of dicts, not "
+                            f"{type(manifest).__name__}")
+    out: list[dict] = []
+    for doc in docs:
+        if not isinstance(doc, dict):
+            raise ManifestError(f"a manifest document must be a mapping, got {type(doc).__name__}: {doc!r:.60}")
+        if doc.get("kind", "").endswith("List") and isinstance(doc.get("items"), list):
+            out.extend(load_manifests(doc["items"], root))
+            continue
+        if not doc.get("kind") or not (doc.get("metadata") or {}).get("name"):
+            raise ManifestError(f"manifest without kind or metadata.name: {doc!r:.80}; every object "
+                                "needs both")
+        out.append(doc)
+    return out
+
+
+def _ports_text(service: dict) -> str:
+    parts = []
+    for p in (service.get("spec") or {}).get("ports") or []:
+        proto = p.get("protocol", "TCP")
+        if p.get("nodePort"):
+            parts.append(f"{p.get('port')}:{p['nodePort']}/{proto}")
+        else:
+            parts.append(f"{p.get('port')}/{proto}")
+    return ",".join(parts)
+
+
+def _external_ip(service: dict) -> str:
+    spec = service.get("spec") or {}
+    ips = list(spec.get("externalIPs") or [])
+    for ing in ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+        ips.append(ing.get("ip") or ing.get("hostname") or "")
+    ips = [i for i in ips if i]
+    if ips:
+        return ",".join(ips)
+    if spec.get("type") == "LoadBalancer":
+        return "<pending>"
+    return "<none>"
+
+
+def _pod_ready(pod: dict) -> bool:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return str(cond.get("status")) == "True"
+    return False
+
+
+def _labels(obj: dict) -> dict:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+FRAME_COLUMNS = {
+    "nodes": ["name", "role", "ip", "pod_cidr"],
+    "pods": ["namespace", "name", "node", "ip", "ready", "host_ports", "app"],
+    "services": ["namespace", "name", "type", "cluster_ip", "external_ip", "ports"],
+    "endpoints": ["namespace", "service", "port_name", "endpoint", "ready", "node"],
+    "ingresses": ["namespace", "name", "class", "host", "path", "service", "port"],
+    "deployments": ["namespace", "name", "replicas", "ready", "available", "image"],
+}
+KIND_ALIASES = {
+    "node": "nodes", "no": "nodes", "pod": "pods", "po": "pods", "service": "services", "svc": "services",
+    "endpoint": "endpoints", "ep": "endpoints", "endpointslices": "endpoints",
+    "endpointslice": "endpoints", "ingress": "ingresses", "ing": "ingresses",
+    "deployment": "deployments", "deploy": "deployments",
+}
+
+
+def object_rows(kind: str, objects: list[dict], nodes: list[NodeInfo]) -> list[dict]:
+    """API-shaped dicts -> rows of the ``get(kind)`` frame (pure)."""
+    rows: list[dict] = []
+    if kind == "nodes":
+        return [{"name": n.name, "role": n.role, "ip": n.ip, "pod_cidr": n.pod_cidr} for n in nodes]
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        ns = meta.get("namespace", "default")
+        if kind == "pods":
+            host_ports = [f"{p['hostPort']}->{p.get('containerPort')}/{p.get('protocol', 'TCP')}"
+                          for c in spec.get("containers") or [] for p in c.get("ports") or []
+                          if p.get("hostPort")]
+            labels = _labels(obj)
+            rows.append({"namespace": ns, "name": meta.get("name"), "node": spec.get("nodeName"),
+                         "ip": status.get("podIP"), "ready": _pod_ready(obj),
+                         "host_ports": ",".join(host_ports),
+                         "app": labels.get("app") or labels.get("app.kubernetes.io/name") or ""})
+        elif kind == "services":
+            rows.append({"namespace": ns, "name": meta.get("name"), "type": spec.get("type", "ClusterIP"),
+                         "cluster_ip": spec.get("clusterIP"), "external_ip": _external_ip(obj),
+                         "ports": _ports_text(obj)})
+        elif kind == "endpoints":
+            service = _labels(obj).get("kubernetes.io/service-name", meta.get("name"))
+            for port in obj.get("ports") or [{}]:
+                for ep in obj.get("endpoints") or []:
+                    ready = (ep.get("conditions") or {}).get("ready")
+                    for addr in ep.get("addresses") or []:
+                        rows.append({"namespace": ns, "service": service,
+                                     "port_name": port.get("name") or "",
+                                     "endpoint": f"{addr}:{port.get('port')}",
+                                     "ready": ready is None or bool(ready),
+                                     "node": ep.get("nodeName")})
+        elif kind == "ingresses":
+            cls = spec.get("ingressClassName") or (meta.get("annotations") or {}).get(
+                "kubernetes.io/ingress.class") or ""
+            for rule in spec.get("rules") or [{}]:
+                for p in ((rule.get("http") or {}).get("paths")) or []:
+                    svc = ((p.get("backend") or {}).get("service")) or {}
+                    port = svc.get("port") or {}
+                    rows.append({"namespace": ns, "name": meta.get("name"), "class": cls,
+                                 "host": rule.get("host") or "*", "path": p.get("path", "/"),
+                                 "service": svc.get("name"),
+                                 "port": port.get("number") or port.get("name")})
+            default = (spec.get("defaultBackend") or {}).get("service")
+            if default:
+                port = default.get("port") or {}
+                rows.append({"namespace": ns, "name": meta.get("name"), "class": cls, "host": "*",
+                             "path": "(default backend)", "service": default.get("name"),
+                             "port": port.get("number") or port.get("name")})
+        elif kind == "deployments":
+            images = [c.get("image", "") for c in
+                      ((spec.get("template") or {}).get("spec") or {}).get("containers") or []]
+            rows.append({"namespace": ns, "name": meta.get("name"), "replicas": spec.get("replicas", 1),
+                         "ready": status.get("readyReplicas", 0) or 0,
+                         "available": status.get("availableReplicas", 0) or 0,
+                         "image": ",".join(images)})
+    return rows
+
+
+API_KIND = {"pods": "Pod", "services": "Service", "endpoints": "EndpointSlice", "ingresses": "Ingress",
+            "deployments": "Deployment", "nodes": "Node"}
+
+
+# ---------------------------------------------------------------------------------------------
+
+class CounterWatch:
+    """``with lab.counters() as c: ...`` then ``c.frame``: the rules whose packet counters rose."""
+
+    def __init__(self, lab: "Lab", node: str):
+        self.lab = lab
+        self.node = node
+        self._before = None
+        self.frame = None
+
+    def __enter__(self) -> "CounterWatch":
+        self._before = self.lab._fresh_ruleset(self.node)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from .counters import counter_delta
+        after = self.lab._fresh_ruleset(self.node)
+        self.frame = self.lab._label(counter_delta(self._before, after, _owner_of()))
+        self.frame.attrs["node"] = self.node
+
+    def moved(self, chain_prefix: str) -> bool:
+        """True when a rule of a chain whose name starts with ``chain_prefix`` counted packets."""
+        if self.frame is None:
+            raise LabStateError("counters are read when the with-block ends; call moved() after it")
+        return bool(self.frame["chain"].astype(str).str.startswith(chain_prefix).any())
+
+    def __repr__(self) -> str:
+        if self.frame is None:
+            return f"<counters on {self.node}: watching>"
+        return f"<counters on {self.node}: {len(self.frame)} rules moved>"
+
+
+def _owner_of():
+    try:
+        from .netfilter.owners import owner_of
+        return owner_of
+    except ImportError:
+        from .paths import fallback_owner
+        return fallback_owner
+
+
+class Lab:
+    """A course cluster on one backend. See docs/architecture.md for the verbs."""
+
+    def __init__(self, backend: str = "auto", name: str = "k8slab", root: str | os.PathLike | None = None,
+                 seed: int = 0, quiet: bool = False, replay: str | os.PathLike | None = None):
+        self.name = validate_name(name)
+        self.root = FsPath(root).resolve() if root is not None else find_root()
+        self.seed = seed
+        self.progress = Progress(quiet=quiet)
+        self._rules_cache: dict[str, tuple[str, Any]] = {}
+        self.responses: list[Response] = []       # the last MAX_RESPONSES answers, for record()
+        if replay is not None:
+            self.backend = self._replay_backend(replay, backend)
+            self.backend_name = getattr(self.backend, "kind", "sim")
+            self.why = f"{self.backend_name}: replaying the recording in {replay}"
+        else:
+            chosen, why = choose_backend(backend)
+            cls = load_backend_class(chosen)
+            ok, reason = _available(cls)
+            if not ok:
+                raise BackendUnavailable(f"the {chosen} backend cannot run here: {reason}. "
+                                         f"Fix: {FIXES.get(chosen, '')}")
+            kwargs: dict[str, Any] = {"root": self.root, "progress": self.progress}
+            if chosen == "sim":
+                kwargs["seed"] = seed
+            self.backend = cls(self.name, **kwargs)
+            self.backend_name = chosen
+            self.why = why
+        self.progress.step(f"backend {self.why}")
+
+    def _replay_backend(self, replay, backend: str) -> Backend:
+        try:
+            recording = importlib.import_module("k8slab.recording")
+        except ModuleNotFoundError as exc:
+            raise BackendUnavailable("replay needs k8slab/recording.py, which this installation lacks; "
+                                     "use Lab(backend='sim') without replay") from exc
+        for fn in ("replay_backend", "replay", "ReplayBackend"):
+            factory = getattr(recording, fn, None)
+            if factory is not None:
+                return factory(replay, name=self.name, root=self.root, progress=self.progress)
+        raise BackendUnavailable("k8slab.recording offers no replay entry point; use backend='sim'")
+
+    # --- identity ---
+    @property
+    def live(self) -> bool:
+        return bool(getattr(self.backend, "live", False))
+
+    @property
+    def source(self) -> str:
+        """What ``df.attrs["source"]`` says: ``sim model`` or e.g. ``kind cluster k8slab``."""
+        if not self.live:
+            return "sim model" if self.backend_name == "sim" else f"{self.backend_name} recording"
+        if self.backend_name == "kind":
+            return f"kind cluster {self.name}"
+        return f"{self.backend_name} lab {self.name}"
+
+    def _label(self, df):
+        df.attrs["source"] = self.source
+        df.attrs["predicted"] = not self.live
+        return df
+
+    def _state(self) -> str:
+        try:
+            return "up" if self.backend.is_up() else "down"
+        except K8sLabError as exc:
+            return f"unknown ({exc})"
+
+    def _describe(self) -> tuple[str, list[str]]:
+        kind = "live" if self.live else "model"
+        head = f"Lab {self.name!r}: backend {self.backend_name} ({kind})"
+        lines = [f"why: {self.why}"]
+        if not self.live:
+            lines.append("sim: predictions of a model, not a live cluster")
+        state = self._state()
+        lines.append(f"state: {state}")
+        if state == "up":
+            try:
+                lines.append("nodes: " + ", ".join(f"{n.name} ({n.role}, {n.ip})" for n in self.backend.nodes()))
+            except K8sLabError:
+                pass
+        return head, lines
+
+    def __repr__(self) -> str:
+        head, lines = self._describe()
+        return head + "\n" + "\n".join("  " + l for l in lines)
+
+    def _repr_html_(self) -> str:
+        import html
+        head, lines = self._describe()
+        items = "".join(f"<li>{html.escape(l)}</li>" for l in lines)
+        return f"<div><b>{html.escape(head)}</b><ul>{items}</ul></div>"
+
+    # --- lifecycle ---
+    def doctor(self):
+        import pandas as pd
+        rows = [{"check": f.check, "ok": f.ok, "detail": f.detail, "fix": f.fix}
+                for f in self.backend.doctor()]
+        return self._label(pd.DataFrame(rows, columns=["check", "ok", "detail", "fix"]))
+
+    def up(self, config: str | os.PathLike | None = None) -> "Lab":
+        """Create (or reuse) the cluster from ``kind/cluster.yaml`` (or ``config``, e.g.
+        ``kind/cluster-multinode.yaml``, relative to the project root)."""
+        path = self.root / CLUSTER_CONFIG if config is None else FsPath(config)
+        if not path.is_absolute() and not path.exists():
+            path = self.root / path
+        self.backend.up(path)
+        self._rules_cache.clear()
+        return self
+
+    def down(self) -> None:
+        self.backend.down()
+        self._rules_cache.clear()
+
+    def _require_up(self) -> None:
+        if not self.backend.is_up():
+            raise LabStateError(f"the {self.backend_name} lab {self.name!r} is not up: call lab.up() first")
+
+    # --- objects ---
+    def apply(self, manifest) -> list[str]:
+        self._require_up()
+        objects = load_manifests(manifest, self.root)
+        return self.backend.apply(objects)
+
+    def delete(self, kind: str, name: str, namespace: str = "default") -> None:
+        self._require_up()
+        self.backend.delete(kind, name, namespace)
+
+    def scale(self, name: str, replicas: int, namespace: str = "default") -> None:
+        self._require_up()
+        if int(replicas) < 0:
+            raise ValueError(f"replicas must be >= 0, got {replicas}")
+        self.backend.scale(name, int(replicas), namespace)
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        self._require_up()
+        self.backend.wait_ready(timeout)
+
+    def deploy_app(self, replicas: int = 2) -> list[str]:
+        """The url-shortener Deployment and its ClusterIP Service, waited for."""
+        self._require_up()
+        objects = load_manifests(self.root / APP_MANIFEST, self.root)
+        for obj in objects:
+            if obj.get("kind") == "Deployment":
+                obj.setdefault("spec", {})["replicas"] = int(replicas)
+        applied = self.backend.apply(objects)
+        self.backend.wait_ready()
+        return applied
+
+    def install_ingress_controller(self) -> list[str]:
+        """ingress-nginx's kind essentials (hostPort 80/443 on the control-plane), waited for."""
+        self._require_up()
+        applied = self.backend.apply(load_manifests(self.root / INGRESS_CONTROLLER_MANIFEST, self.root))
+        self.backend.wait_ready()
+        return applied
+
+    def get(self, kind: str):
+        import pandas as pd
+        key = KIND_ALIASES.get(kind.lower(), kind.lower())
+        if key not in FRAME_COLUMNS:
+            raise NotFound(f"get() knows {', '.join(FRAME_COLUMNS)}; not {kind!r}")
+        self._require_up()
+        nodes = self.backend.nodes() if key == "nodes" else []
+        objects = [] if key == "nodes" else self.backend.objects(API_KIND[key])
+        rows = object_rows(key, objects, nodes)
+        return self._label(pd.DataFrame(rows, columns=FRAME_COLUMNS[key]))
+
+    # --- nodes ---
+    def nodes(self) -> list[NodeInfo]:
+        return self.backend.nodes()
+
+    def _node(self, node: str | None) -> NodeInfo:
+        nodes = self.backend.nodes()
+        if not nodes:
+            raise LabStateError("the lab has no nodes: call lab.up() first")
+        if node is None:
+            for n in nodes:
+                if n.role == "control-plane":
+                    return n
+            return nodes[0]
+        for n in nodes:
+            if n.name == node or n.ip == node or n.name == f"{self.name}-{node}":   # "control-plane" works too
+                return n
+        raise NotFound(f"no node {node!r}; nodes are {', '.join(n.name for n in nodes)}")
+
+    # --- rules ---
+    def _parse(self, key: str, text: str):
+        cached = self._rules_cache.get(key)
+        if cached is not None and cached[0] == text:
+            return cached[1]
+        from .netfilter.parser import parse
+        ruleset = parse(text, source=key)
+        self._rules_cache[key] = (text, ruleset)
+        return ruleset
+
+    def _fresh_ruleset(self, node: str):
+        """parse(backend.iptables_save(node)); a backend that caches that parse (sim) is asked for it."""
+        cached = getattr(self.backend, "iptables_ruleset", None)
+        if callable(cached):
+            return cached(node)
+        return self._parse(f"{node} (iptables-save -c)", self.backend.iptables_save(node))
+
+    def iptables(self, node: str | None = None):
+        """The node's rules (all tables, with counters) as a parsed Ruleset."""
+        self._require_up()
+        return self._fresh_ruleset(self._node(node).name)
+
+    def host_iptables(self):
+        """The learner's machine's rules that matter here (Docker's DNAT for extraPortMappings)."""
+        self._require_up()
+        return self._parse("host (iptables-save)", self.backend.host_iptables_save())
+
+    def trace(self, dst: str, dport: int, src: str | None = None, proto: str = "tcp",
+              node: str | None = None):
+        """Follow one new connection through the node's rules: every outcome with its probability."""
+        from .netfilter.tracer import trace as nf_trace
+        from .netfilter.tracer import NodeContext, Packet
+        info = self._node(node)
+        if src is None:
+            src = self._default_source(info)
+        ruleset = self._rules_for_tracing(info.name)
+        return nf_trace(ruleset, Packet(src=src, dst=dst, dport=int(dport), proto=proto),
+                        NodeContext(local_ips=tuple(info.local_ips)))
+
+    def _rules_for_tracing(self, node: str):
+        """The node's rules; counters do not matter to a trace, so a backend that keeps a parsed copy
+        without them (sim: one per model version) is asked for that one."""
+        self._require_up()
+        cached = getattr(self.backend, "ruleset", None)
+        if callable(cached):
+            return cached(node)
+        return self._fresh_ruleset(node)
+
+    def _pods(self) -> list:
+        try:
+            return list(self.backend.model().pods)
+        except NotImplementedError:
+            return self.backend.objects("Pod")
+
+    def _default_source(self, info: NodeInfo) -> str:
+        """A pod IP on that node that is not one of the app's pods (a client inside the cluster)."""
+        from .paths import client_pod_ip
+        return client_pod_ip(self._pods(), info, exclude_app=APP)
+
+    # --- traffic ---
+    def request(self, url: str, host: str | None = None, from_: str = "host",
+                source: str | None = None) -> Response:
+        if from_ not in ("host", "node", "pod"):
+            raise ValueError(f"from_ must be 'host', 'node' or 'pod', not {from_!r}")
+        self._require_up()
+        resp = self.backend.request(url, host=host, from_=from_, source=source)
+        if not self.live:
+            resp.predicted = True
+        resp.backend = resp.backend or self.backend_name
+        # what was asked, for record(): a replay answers the same question with this response
+        resp.request = {"url": url, "host": host, "from_": from_, "source": source}
+        self.responses.append(resp)
+        del self.responses[:-MAX_RESPONSES]
+        return resp
+
+    def port_forward(self, target: str = f"svc/{APP}", local_port: int = 8080, remote_port: int = 80,
+                     namespace: str = "default"):
+        self._require_up()
+        return self.backend.port_forward(target, local_port, remote_port, namespace)
+
+    def path(self, way, **options):
+        """One way in as hops, derived from the backend's current rules (see :mod:`k8slab.paths`).
+        ``options`` go to :func:`k8slab.paths.build_path` (``service=``, ``host=``, ``url_path=``,
+        ``prefer=`` an endpoint ``ip:port`` to draw)."""
+        from .paths import Way, build_path
+        self._require_up()
+        way = Way(way)
+        try:
+            cached = getattr(self.backend, "host_ruleset", None)
+            host_rules = cached() if callable(cached) else self.host_iptables()
+        except K8sLabError:
+            host_rules = None
+        if host_rules is not None and host_rules.rule_count == 0:
+            host_rules = None
+        info = self._node(None)
+        return build_path(way, cluster_model=self.backend.model(),
+                          node_rules=self._rules_for_tracing(info.name),
+                          host_rules=host_rules, nodes=self.backend.nodes(), backend=self.backend_name,
+                          predicted=not self.live, **options)
+
+    def counters(self, node: str | None = None) -> CounterWatch:
+        self._require_up()
+        return CounterWatch(self, self._node(node).name)
+
+    def conntrack(self, node: str | None = None):
+        import pandas as pd
+        self._require_up()
+        rows = []
+        for e in self.backend.conntrack(self._node(node).name):
+            rows.append({"proto": e.proto, "src": e.src, "sport": e.sport, "dst": e.dst, "dport": e.dport,
+                         "reply_src": e.reply_src, "reply_sport": e.reply_sport,
+                         "reply_dst": e.reply_dst, "reply_dport": e.reply_dport, "state": e.state,
+                         "dnat": e.dnat, "snat": e.snat})
+        cols = ["proto", "src", "sport", "dst", "dport", "reply_src", "reply_sport", "reply_dst",
+                "reply_dport", "state", "dnat", "snat"]
+        return self._label(pd.DataFrame(rows, columns=cols))
+
+    def sockets(self, node: str | None = None, pod: str | None = None):
+        import pandas as pd
+        self._require_up()
+        rows = [{"proto": s.proto, "local": s.local, "process": s.process}
+                for s in self.backend.sockets(self._node(node).name, pod)]
+        return self._label(pd.DataFrame(rows, columns=["proto", "local", "process"]))
+
+    def ingress_routes(self):
+        import pandas as pd
+        self._require_up()
+        from .paths import ingress_route_rows
+        rows = ingress_route_rows(self.backend.model())
+        cols = ["host", "path", "path_type", "namespace", "ingress", "service", "port", "upstreams"]
+        return self._label(pd.DataFrame(rows, columns=cols))
+
+    def ingress_config(self) -> str:
+        self._require_up()
+        return self.backend.ingress_config()
+
+    def record(self, dir) -> Any:
+        try:
+            recording = importlib.import_module("k8slab.recording")
+        except ModuleNotFoundError as exc:
+            raise LabStateError("record() needs k8slab/recording.py, which this installation lacks") from exc
+        return recording.record(self, dir)

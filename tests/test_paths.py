@@ -1,0 +1,238 @@
+"""The path builders: each way in, derived from the rules actually installed (here the sim's).
+
+Every expectation is read off the model (endpoints, pod IPs, the controller pod) or off the rules,
+never typed in, so the tests check that the hops follow the rules."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from k8slab.lab import Lab
+from k8slab.paths import (Component, Path, Way, build_path, client_pod_ip, controller_pod, masquerade_source,
+                          pick_outcome)
+
+WAYS = ["port-forward", "clusterip", "nodeport", "hostport", "ingress"]
+
+
+def course_lab(config: str | None = None, replicas: int = 2) -> Lab:
+    lab = Lab(backend="sim", quiet=True)
+    lab.up(config)
+    lab.deploy_app(replicas=replicas)
+    lab.install_ingress_controller()
+    lab.apply("kind/manifests/ingress.yaml")
+    lab.apply("kind/manifests/app-nodeport.yaml")
+    return lab
+
+
+@pytest.fixture
+def lab():
+    return course_lab()
+
+
+def app_endpoints(lab, service="url-shortener"):
+    return sorted(lab.backend.model().endpoints_of(service))
+
+
+def chains_of(path: Path) -> list[str]:
+    """The chain each kernel hop happened in (its action starts with "<table> <chain>:")."""
+    out = []
+    for h in path.hops:
+        if h.component in (Component.KUBE_PROXY, Component.CNI_PORTMAP, Component.DOCKER, Component.KINDNET) \
+                and ":" in h.action and h.evidence:
+            out.append(h.action.split(":", 1)[0].split(" ", 1)[1])
+    return out
+
+
+def test_every_way_builds_and_is_labelled(lab):
+    for way in WAYS:
+        p = lab.path(way)
+        assert p.way is Way(way)
+        assert p.predicted is True and p.backend == "sim"
+        assert [h.index for h in p.hops] == list(range(1, len(p.hops) + 1))
+        assert p.hops[0].component is Component.CLIENT
+        assert p.destination is not None, way
+        assert sum(pr for _, pr in p.alternatives) == 1
+        df = p.frame()
+        assert list(df["component"]) == [c.value for c in p.components]
+
+
+def test_kernel_evidence_lines_are_rules_of_the_node(lab):
+    text = lab.backend.iptables_save("k8slab-control-plane")
+    rule_lines = {line.split("] ", 1)[1] for line in text.splitlines() if line.startswith("[")}
+    for way in ("clusterip", "nodeport", "hostport", "ingress"):
+        for h in lab.path(way).hops:
+            if h.component in (Component.KUBE_PROXY, Component.CNI_PORTMAP) and h.place.startswith("node"):
+                assert h.evidence, (way, h)
+                for line in h.evidence:
+                    assert line in rule_lines, (way, line)
+
+
+def test_port_forward_is_control_plane_only(lab):
+    p = lab.path("port-forward")
+    assert p.uses_api_server and not p.uses_kernel_nat
+    assert p.components == [Component.CLIENT, Component.KUBECTL, Component.API_SERVER, Component.KUBELET,
+                            Component.RUNTIME, Component.APP]
+    assert [h.plane for h in p.hops[1:-1]] == ["control"] * 4
+    model = lab.backend.model()
+    first = sorted((q for q in model.selected_pods(model.service("url-shortener")) if q.ready),
+                   key=lambda q: q.name)[0]
+    assert p.destination == f"{first.ip}:8080"
+    assert p.client_seen == "127.0.0.1"
+    assert p.hops[2].dst == f"{model.control_plane.ip}:10250"
+    assert all("KUBE-" not in e for h in p.hops for e in h.evidence)
+
+
+def test_clusterip_path_follows_kube_proxy(lab):
+    p = lab.path("clusterip")
+    chains = chains_of(p)
+    assert chains[0] == "PREROUTING" and chains[1] == "KUBE-SERVICES"
+    assert chains[2].startswith("KUBE-SVC-") and chains[3].startswith("KUBE-SEP-")
+    assert Component.KUBE_PROXY in p.components and p.components[-1] is Component.APP
+    assert p.destination in app_endpoints(lab)
+    assert sorted(d for d, _ in p.alternatives) == app_endpoints(lab)
+    assert all(pr == Fraction(1, 2) for _, pr in p.alternatives)
+    assert p.probability == Fraction(1, 2)
+    dnat = next(h for h in p.hops if "DNAT" in h.action)
+    assert dnat.dst == p.destination and f"--to-destination {p.destination}" in dnat.evidence[-1]
+    # a pod client on the same node keeps its address (KIND-MASQ-AGENT leaves pod traffic alone)
+    node = lab.nodes()[0]
+    src = client_pod_ip(lab.backend.model().pods, node)
+    assert p.client_seen == src and p.hops[0].src.startswith(src)
+    assert any(h.component is Component.ROUTING and "veth" in h.action for h in p.hops)
+
+
+def test_clusterip_probabilities_after_scaling_to_three(lab):
+    lab.scale("url-shortener", 3)
+    rules = lab.iptables()
+    p = lab.path("clusterip")
+    svc_chain = chains_of(p)[2]
+    probs = [r.option("statistic", "--probability") for r in rules.chain("nat", svc_chain).rules
+             if r.target and r.target.startswith("KUBE-SEP-")]
+    assert [o.value if o else None for o in probs] == ["0.33333333349", "0.50000000000", None]
+    assert sorted(d for d, _ in p.alternatives) == app_endpoints(lab) and len(p.alternatives) == 3
+    assert {pr for _, pr in p.alternatives} == {Fraction(1, 3)}
+    tr = p.trace
+    assert sorted(o.nominal for o in tr.baseline()) == [Fraction(1, 3)] * 3
+    # each destination can be drawn, and the hops then end there
+    for dest, _ in p.alternatives:
+        q = lab.path("clusterip", prefer=dest)
+        assert q.destination == dest and q.hops[-1].dst == dest
+
+
+def test_service_without_endpoints_is_rejected(lab):
+    lab.scale("url-shortener", 0)
+    p = lab.path("clusterip")
+    assert p.destination is None
+    last = [h for h in p.hops if h.evidence][-1]
+    assert "REJECT" in last.action and "has no endpoints" in last.evidence[-1]
+    assert p.outcome.verdict == "REJECT"
+    assert any("REJECT" in n for n in p.notes)
+
+
+def test_deleting_the_service_removes_the_path(lab):
+    lab.delete("service", "url-shortener")
+    with pytest.raises(ValueError, match="deploy the app"):
+        lab.path("clusterip")
+
+
+def test_nodeport_path_marks_and_masquerades(lab):
+    p = lab.path("nodeport")
+    chains = chains_of(p)
+    for want in ("KUBE-NODEPORTS", "KUBE-MARK-MASQ", "KUBE-POSTROUTING"):
+        assert want in chains, (want, chains)
+    assert any(c.startswith("KUBE-EXT-") for c in chains) and any(c.startswith("KUBE-SVC-") for c in chains)
+    assert chains.index("KUBE-NODEPORTS") < chains.index("KUBE-MARK-MASQ") < chains.index("KUBE-POSTROUTING")
+    model = lab.backend.model()
+    node = model.control_plane
+    assert p.hops[0].dst == f"{node.ip}:30080" and p.hops[0].src.startswith(model.gateway)
+    assert p.destination in app_endpoints(lab, "url-shortener-nodeport")
+    masq = next(h for h in p.hops if "MASQUERADE" in h.action)
+    expected = masquerade_source(model, node, p.destination.split(":")[0])
+    assert masq.src.split(":")[0] == expected == p.client_seen
+    assert p.client_seen != model.gateway          # the client address did not survive
+    # the app pod is on this node: the packet leaves by the pod's veth, whose host side carries the
+    # pod CIDR's gateway address (ptp), so that is the source MASQUERADE picks
+    import ipaddress
+    assert p.client_seen == str(ipaddress.ip_network(node.pod_cidr).network_address + 1)
+
+
+def test_hostport_path_is_docker_then_portmap(lab):
+    p = lab.path("hostport")
+    assert p.components[:2] == [Component.CLIENT, Component.DOCKER_PROXY]
+    assert Component.CNI_PORTMAP in p.components
+    assert Component.KUBE_PROXY not in p.components      # KUBE-SERVICES was passed, but changed nothing
+    chains = chains_of(p)
+    assert "CNI-HOSTPORT-DNAT" in chains and any(c.startswith("CNI-DN-") for c in chains)
+    ctrl = controller_pod(lab.backend.model())
+    assert p.destination == f"{ctrl.ip}:80"
+    assert p.components[-1] is Component.INGRESS_CONTROLLER
+    assert p.client_seen == lab.backend.model().gateway    # docker-proxy's connection, not 127.0.0.1
+
+
+def test_hostport_without_host_rules_still_explains_docker(lab):
+    model = lab.backend.model()
+    p = build_path("hostport", cluster_model=model, node_rules=lab.iptables(), host_rules=None,
+                   nodes=lab.nodes(), backend="test", predicted=False)
+    assert p.components[1] is Component.DOCKER_PROXY and p.predicted is False
+    assert p.destination == f"{controller_pod(model).ip}:80"
+
+
+def test_ingress_path_controller_dials_pods_directly(lab):
+    p = lab.path("ingress")
+    comps = p.components
+    i = comps.index(Component.INGRESS_CONTROLLER)
+    assert comps[i + 1:] == [Component.APP]              # no kube-proxy hop between controller and app
+    assert all("KUBE-SVC" not in e for h in p.hops[i:] for e in h.evidence)
+    assert p.destination in app_endpoints(lab)
+    ctrl = controller_pod(lab.backend.model())
+    assert p.client_seen == ctrl.ip and p.forwarded_for == lab.backend.model().gateway
+    assert {d for d, _ in p.alternatives} == set(app_endpoints(lab))
+    # the same first part as the hostPort path
+    hp = lab.path("hostport")
+    assert [h.component for h in p.hops[:i]] == hp.components[:-1]
+
+
+def test_ingress_without_a_matching_rule_is_404(lab):
+    p = lab.path("ingress", host="other.example")
+    assert p.destination is None and "404" in p.hops[-1].action
+
+
+def test_ingress_service_upstream_goes_through_kube_proxy(lab):
+    import yaml
+    ing = yaml.safe_load((lab.root / "kind/manifests/ingress.yaml").read_text())
+    ing.setdefault("metadata", {}).setdefault("annotations", {})[
+        "nginx.ingress.kubernetes.io/service-upstream"] = "true"
+    lab.apply(ing)
+    p = lab.path("ingress")
+    i = p.components.index(Component.INGRESS_CONTROLLER)
+    assert Component.KUBE_PROXY in p.components[i:]
+    assert any(c.startswith("KUBE-SVC-") for c in chains_of(p))
+    assert p.destination in app_endpoints(lab)
+
+
+def test_multinode_paths_cross_nodes():
+    lab = course_lab("kind/cluster-multinode.yaml", replicas=2)
+    model = lab.backend.model()
+    workers = {n.name for n in model.nodes if n.role == "worker"}
+    app_nodes = {q.node_name for q in model.selected_pods(model.service("url-shortener"))}
+    assert app_nodes <= workers                       # the control-plane keeps its taint
+    p = lab.path("clusterip")
+    assert any(h.component is Component.KINDNET and "route" in h.action for h in p.hops)
+    assert p.client_seen == p.hops[0].src.split(":")[0]   # pod to pod across nodes: not masqueraded
+    np_ = lab.path("nodeport")
+    assert np_.client_seen == model.control_plane.ip      # masqueraded out of eth0 toward another node
+
+
+def test_pick_outcome_prefers_accept():
+    class O:
+        def __init__(self, verdict, dest):
+            self.verdict, self.destination = verdict, dest
+
+    class T:
+        outcomes = [O("REJECT", None), O("ACCEPT", "1.2.3.4:80")]
+
+        def baseline(self):
+            return self.outcomes
+    assert pick_outcome(T()).destination == "1.2.3.4:80"
+    assert pick_outcome(T(), prefer=None).verdict == "ACCEPT"
