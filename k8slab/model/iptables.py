@@ -43,8 +43,10 @@ class Table:
     policies: dict[str, str] = field(default_factory=dict)   # built-in chain -> policy
 
     def declare(self, *chains: str) -> None:
+        known = set(self.chains)
         for c in chains:
-            if c not in self.chains:
+            if c not in known:
+                known.add(c)
                 self.chains.append(c)
 
     def add(self, chain: str, *args: str) -> IptRule:
@@ -52,8 +54,12 @@ class Table:
         self.rules.append(rule)
         return rule
 
-    def chain_rules(self, chain: str) -> list[IptRule]:
-        return [r for r in self.rules if r.chain == chain]
+    def rules_by_chain(self) -> dict[str, list[IptRule]]:
+        """Every chain's rules in write order, grouped in one pass."""
+        grouped: dict[str, list[IptRule]] = {}
+        for r in self.rules:
+            grouped.setdefault(r.chain, []).append(r)
+        return grouped
 
 
 def merge_tables(*groups: Iterable[Table]) -> list[Table]:
@@ -350,8 +356,9 @@ def render_tables(tables: Iterable[Table], form: str = "restore", *, counters: C
                 p, b = (chain_counters or {}).get((t.name, c), (0, 0))
                 lines.append(f":{c} {t.policies.get(c, 'ACCEPT')} [{p}:{b}]")
             lines.extend(f":{c} - [0:0]" for c in users)
+            grouped = t.rules_by_chain()
             for c in declared + users:
-                for pos, r in enumerate(t.chain_rules(c), 1):
+                for pos, r in enumerate(grouped.get(c, ()), 1):
                     text = save_line(r)
                     if counters is not None:
                         p, b = counters.get((t.name, c, pos), (0, 0))

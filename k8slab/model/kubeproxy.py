@@ -190,9 +190,11 @@ class _Writer:
     def __init__(self) -> None:
         self.rules: dict[str, dict[str, list[IptRule]]] = {"filter": {}, "nat": {}}
         self.chains: dict[str, list[str]] = {"filter": [], "nat": []}
+        self._declared: dict[str, set[str]] = {"filter": set(), "nat": set()}
 
     def declare(self, table: str, chain: str) -> None:
-        if chain not in self.chains[table]:
+        if chain not in self._declared[table]:
+            self._declared[table].add(chain)
             self.chains[table].append(chain)
 
     def add(self, table: str, chain: str, *args: str) -> None:
