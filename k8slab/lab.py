@@ -572,7 +572,7 @@ class Lab:
         del self.responses[:-MAX_RESPONSES]
         return resp
 
-    def port_forward(self, target: str = f"svc/{APP}", local_port: int = 8080, remote_port: int = 80,
+    def port_forward(self, target: str = f"svc/{APP}", local_port: int = 18080, remote_port: int = 80,
                      namespace: str = "default"):
         self._require_up()
         return self.backend.port_forward(target, local_port, remote_port, namespace)

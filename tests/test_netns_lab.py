@@ -304,6 +304,14 @@ def test_ingress_routes_by_host(lab):
     assert other.status == 404 and "default backend" in other.body
 
 
+def test_ingress_host_name_resolves_without_dns(lab):
+    """The learner's URL, http://shortener.localtest.me:8080/, works on a machine with no DNS:
+    localtest.me names are answered with 127.0.0.1 (as public DNS does), the Host header is the name."""
+    resp = lab.request(f"http://{HOST}:8080/whoami")
+    assert resp.ok and resp.pod in app_pods(lab), resp.error
+    assert resp.whoami["host"].startswith(HOST)
+
+
 # --- changes: scale, reload, delete ---
 
 def test_scale_to_three_spreads_new_connections(lab):

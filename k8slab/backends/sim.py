@@ -35,7 +35,7 @@ from ..counters import CounterStore, Layout
 from ..errors import K8sLabError, LabStateError, NotFound
 from ..paths import APP_NAME, controller_pod, masquerade_source
 from ..progress import Progress
-from .base import Backend, ConntrackEntry, Finding, NodeInfo, PortForward, Response, Socket
+from .base import Backend, ConntrackEntry, Finding, NodeInfo, PortForward, Response, Socket, resolves_to_loopback
 
 BYTES_PER_PACKET = 60
 HOST = "host"
@@ -481,7 +481,7 @@ class SimBackend(Backend):
         except ValueError:
             pass
         h = hostname.lower().rstrip(".")
-        if h == "localhost" or h == "localtest.me" or h.endswith(".localtest.me"):
+        if resolves_to_loopback(h):
             return "127.0.0.1"
         if from_ == "pod":
             # CoreDNS answers Service names inside the cluster (the DNS lookup itself is not modelled)

@@ -36,7 +36,7 @@ from ... import runner
 from ...errors import BackendUnavailable, K8sLabError, LabStateError, NotFound
 from ...progress import Progress
 from .. import cni, nsrelay
-from ..base import Backend, ConntrackEntry, Finding, NodeInfo, PortForward, Response, Socket
+from ..base import Backend, ConntrackEntry, Finding, NodeInfo, PortForward, Response, Socket, resolves_to_loopback
 from . import plumbing as pl
 from . import text as tx
 
@@ -596,7 +596,7 @@ class NetnsBackend(Backend):
         if parts.scheme != "http":
             raise K8sLabError(f"request() speaks plain http only, not {parts.scheme!r}: {url}")
         addr = parts.hostname or "127.0.0.1"
-        if addr == "localhost":
+        if resolves_to_loopback(addr):
             addr = "127.0.0.1"
         port = parts.port or 80
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
