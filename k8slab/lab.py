@@ -454,19 +454,13 @@ class Lab:
         """The url-shortener Deployment and its ClusterIP Service, waited for."""
         self._require_up()
         objects = load_manifests(self.root / APP_MANIFEST, self.root)
-        for obj in objects:
-            if obj.get("kind") == "Deployment":
-                obj.setdefault("spec", {})["replicas"] = int(replicas)
-        applied = self.backend.apply(objects)
-        self.backend.wait_ready()
-        return applied
+        return self.backend.deploy_app(objects, replicas)
 
     def install_ingress_controller(self) -> list[str]:
         """ingress-nginx's kind essentials (hostPort 80/443 on the control-plane), waited for."""
         self._require_up()
-        applied = self.backend.apply(load_manifests(self.root / INGRESS_CONTROLLER_MANIFEST, self.root))
-        self.backend.wait_ready()
-        return applied
+        objects = load_manifests(self.root / INGRESS_CONTROLLER_MANIFEST, self.root)
+        return self.backend.install_ingress_controller(objects)
 
     def get(self, kind: str):
         import pandas as pd

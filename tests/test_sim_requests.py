@@ -154,8 +154,14 @@ def test_port_forward_answers_from_the_first_ready_pod(lab):
 def test_port_forward_on_the_mapped_host_port_is_in_use(lab):
     # kind's extraPortMappings publish 0.0.0.0:8080, so kubectl cannot listen on 127.0.0.1:8080
     with pytest.raises(PortInUse) as err:
-        lab.port_forward()
+        lab.port_forward(local_port=8080)
     assert isinstance(err.value, K8sLabError) and "docker-proxy" in str(err.value)
+
+
+def test_port_forward_default_port_is_free_of_the_mapping(lab):
+    with lab.port_forward() as pf:
+        assert pf.local_port == 18080
+        assert lab.request("http://127.0.0.1:18080/whoami").client == "127.0.0.1"
 
 
 def test_port_forward_targets(lab):

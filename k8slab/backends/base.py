@@ -151,6 +151,24 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def apply(self, objects: list[dict]) -> list[str]:
         """Apply manifests (dicts); return ``kind/name`` of each, as kubectl prints them."""
+    def deploy_app(self, objects: list[dict], replicas: int | None = None) -> list[str]:
+        """Apply the app's manifests and wait until its pods are ready. A backend that must first
+        build or load the app's image (kind) overrides this."""
+        if replicas is not None:
+            for obj in objects:
+                if obj.get("kind") == "Deployment":
+                    obj.setdefault("spec", {})["replicas"] = int(replicas)
+        applied = self.apply(objects)
+        self.wait_ready()
+        return applied
+
+    def install_ingress_controller(self, objects: list[dict] | None = None) -> list[str]:
+        """Apply the ingress controller's manifests (the repository's copy) and wait for it. A backend
+        that installs a pinned upstream release instead (kind) overrides this."""
+        applied = self.apply(objects or [])
+        self.wait_ready()
+        return applied
+
     @abc.abstractmethod
     def delete(self, kind: str, name: str, namespace: str = "default") -> None: ...
     @abc.abstractmethod

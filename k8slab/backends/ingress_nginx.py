@@ -1,0 +1,163 @@
+"""The ingress controller the kind backend installs, pinned, cached and checked.
+
+**ingress-nginx is retired.** SIG Network and the Security Response Committee announced its retirement
+on 2025-11-11; best-effort maintenance ended in March 2026 (the last releases, v1.15.1, v1.14.5 and
+v1.13.9, came out on 2026-03-19) and its repositories are read-only. Its released artifacts keep
+working, which is all this course needs: it shows how a controller turns Ingress objects into a proxy
+configuration and how traffic reaches it through a hostPort. For anything you run for real, use
+Gateway API or another Ingress controller. The controller is a setting of the kind backend
+(``KindBackend(controller="ingress-nginx")``): add another :class:`IngressController` to
+:data:`CONTROLLERS` to drop one in.
+
+Where the manifest comes from, in order:
+
+1. the user cache (``~/.cache/k8slab/ingress-nginx/<version>/deploy.yaml``), when its sha256 matches;
+2. a download (once) of ``deploy/static/provider/kind/deploy.yaml`` at the pinned tag from
+   raw.githubusercontent.com, checked against :data:`SHA256`;
+3. offline (or the download failed): the repository's own ``kind/manifests/ingress-nginx.yaml``, and the
+   result says so.
+
+:data:`SHA256` must be filled in from a download you verified yourself (compare it with a second
+machine, or with the file in the tagged release). While it is ``None``, the first successful download
+is trusted and its checksum is written beside the cached copy with a warning (trust on first use);
+every later use is checked against that recorded value.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import BackendUnavailable, K8sLabError
+
+VERSION = "controller-v1.15.1"
+URL = ("https://raw.githubusercontent.com/kubernetes/ingress-nginx/"
+       f"{VERSION}/deploy/static/provider/kind/deploy.yaml")
+#: sha256 of the file at :data:`URL`. Fill it in from a verified download (see the module docstring).
+SHA256: str | None = None
+REPO_COPY = Path("kind/manifests/ingress-nginx.yaml")
+
+
+class ChecksumMismatch(K8sLabError):
+    """A downloaded or cached manifest whose sha256 is not the pinned one: it is never used."""
+
+
+@dataclass(frozen=True)
+class ManifestSource:
+    """The controller's manifest text and where it came from."""
+    text: str
+    origin: str          # "cache" | "download" | "repo"
+    path: Path | None    # the file read or written
+    sha256: str
+    verified: bool       # True: matched the pinned SHA256 (or the checksum recorded on first use)
+    note: str = ""       # what the learner should know (a warning, an offline fallback)
+
+
+def cache_root() -> Path:
+    """Where k8slab keeps per-user files: ``$K8SLAB_CACHE``, else ``$XDG_CACHE_HOME/k8slab``, else
+    ``~/.cache/k8slab``."""
+    if os.environ.get("K8SLAB_CACHE"):
+        return Path(os.environ["K8SLAB_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "k8slab"
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _download(url: str, timeout: float) -> str:
+    # No proxies from the environment are dropped here: a learner behind a proxy needs them.
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (pinned https URL)
+        return resp.read().decode("utf-8")
+
+
+def manifest(root: Path, *, cache: Path | None = None, offline: bool | None = None,
+             pinned: object = ..., fetch: Callable[[str, float], str] = _download,
+             timeout: float = 30.0) -> ManifestSource:
+    """The controller manifest for :data:`VERSION`: cached, downloaded once, or the repo's copy.
+
+    ``offline`` defaults to ``$K8SLAB_OFFLINE`` being set. ``pinned`` overrides :data:`SHA256`
+    (tests). A download whose checksum differs from the pinned one raises :class:`ChecksumMismatch`.
+    """
+    pin = SHA256 if pinned is ... else pinned    # ``...``: use the module's constant
+    if offline is None:
+        offline = bool(os.environ.get("K8SLAB_OFFLINE"))
+    folder = (cache or cache_root()) / "ingress-nginx" / VERSION
+    path = folder / "deploy.yaml"
+    recorded_file = folder / "deploy.yaml.sha256"
+
+    # 1. The cached copy, if it still is what was checked when it was stored.
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+        digest = sha256_text(text)
+        expected = pin or (recorded_file.read_text().split()[0] if recorded_file.is_file() else None)
+        if expected and digest == expected:
+            return ManifestSource(text, "cache", path, digest, True,
+                                  "" if pin else "checksum recorded on first download (not pinned)")
+        path.unlink()   # changed or unverifiable: fetch again
+
+    # 2. Download once.
+    failure = "offline (K8SLAB_OFFLINE is set)" if offline else ""
+    if not offline:
+        try:
+            text = fetch(URL, timeout)
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            failure = f"download failed: {getattr(exc, 'reason', exc)}"
+        else:
+            digest = sha256_text(text)
+            if pin and digest != pin:
+                raise ChecksumMismatch(
+                    f"{URL} has sha256 {digest}, not the pinned {pin}. The file changed or was "
+                    "tampered with: it was not used. Check the tag, or update "
+                    "k8slab.backends.ingress_nginx.SHA256 only after verifying the new file.")
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            note = ""
+            if not pin:
+                recorded_file.write_text(f"{digest}  deploy.yaml\n")
+                note = (f"WARNING: no pinned checksum; trusted this first download (sha256 {digest}) "
+                        "and recorded it. Pin it in k8slab/backends/ingress_nginx.py SHA256 once verified.")
+            return ManifestSource(text, "download", path, digest, bool(pin), note)
+
+    # 3. The repository's copy.
+    repo_copy = Path(root) / REPO_COPY
+    if repo_copy.is_file():
+        text = repo_copy.read_text(encoding="utf-8")
+        return ManifestSource(
+            text, "repo", repo_copy, sha256_text(text), False,
+            f"{failure}: using the repository's copy {REPO_COPY} instead of {VERSION} from upstream")
+    raise BackendUnavailable(
+        f"cannot get the ingress-nginx manifest ({failure}) and {repo_copy} does not exist. "
+        f"Download it on a connected machine: curl -fsSLo {path} {URL}")
+
+
+@dataclass(frozen=True)
+class IngressController:
+    """What the kind backend needs to know to install one ingress controller and wait for it."""
+    name: str
+    namespace: str
+    controller_selector: str      # label selector of the controller pod(s)
+    service: str                  # the controller's Service (LoadBalancer in kind's deploy.yaml)
+    admission_service: str | None  # the validating webhook's Service, waited for before Ingresses
+    deployment: str
+    config_path: str              # the live proxy config inside the controller pod
+    manifest: Callable[..., ManifestSource]
+
+
+INGRESS_NGINX = IngressController(
+    name="ingress-nginx",
+    namespace="ingress-nginx",
+    controller_selector="app.kubernetes.io/component=controller",
+    service="ingress-nginx-controller",
+    admission_service="ingress-nginx-controller-admission",
+    deployment="ingress-nginx-controller",
+    config_path="/etc/nginx/nginx.conf",
+    manifest=manifest,
+)
+
+CONTROLLERS: dict[str, IngressController] = {"ingress-nginx": INGRESS_NGINX}

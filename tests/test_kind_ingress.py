@@ -1,0 +1,84 @@
+"""The pinned ingress-nginx manifest: downloaded once, cached, checked; offline falls back to the repo."""
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+
+from k8slab.backends import ingress_nginx as ing
+from k8slab.errors import BackendUnavailable
+
+TEXT = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ingress-nginx\n"
+
+
+class Fetch:
+    def __init__(self, text=TEXT, fail=False):
+        self.text, self.fail, self.urls = text, fail, []
+
+    def __call__(self, url, timeout):
+        self.urls.append(url)
+        if self.fail:
+            raise urllib.error.URLError("no route to host")
+        return self.text
+
+
+@pytest.fixture
+def root(tmp_path):
+    (tmp_path / "kind" / "manifests").mkdir(parents=True)
+    (tmp_path / "kind" / "manifests" / "ingress-nginx.yaml").write_text("# repo copy\n" + TEXT)
+    return tmp_path
+
+
+def test_the_pin_is_the_retired_projects_last_release():
+    assert ing.VERSION == "controller-v1.15.1"
+    assert ing.URL == ("https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.15.1/"
+                       "deploy/static/provider/kind/deploy.yaml")
+    assert "retired" in ing.__doc__ and "Gateway API" in ing.__doc__ and "2026-03-19" in ing.__doc__
+
+
+def test_download_with_a_pinned_checksum_then_served_from_cache(root, tmp_path):
+    fetch = Fetch()
+    src = ing.manifest(root, cache=tmp_path / "c", offline=False, pinned=ing.sha256_text(TEXT), fetch=fetch)
+    assert (src.origin, src.verified, src.text, src.note) == ("download", True, TEXT, "")
+    assert fetch.urls == [ing.URL]
+    again = ing.manifest(root, cache=tmp_path / "c", offline=False, pinned=ing.sha256_text(TEXT), fetch=fetch)
+    assert again.origin == "cache" and again.verified and len(fetch.urls) == 1
+
+
+def test_a_download_with_another_checksum_is_never_used(root, tmp_path):
+    with pytest.raises(ing.ChecksumMismatch, match="was not used"):
+        ing.manifest(root, cache=tmp_path / "c", offline=False, pinned="0" * 64, fetch=Fetch())
+    assert not (tmp_path / "c" / "ingress-nginx" / ing.VERSION / "deploy.yaml").exists()
+
+
+def test_without_a_pin_the_first_download_is_recorded_with_a_warning(root, tmp_path):
+    src = ing.manifest(root, cache=tmp_path / "c", offline=False, pinned=None, fetch=Fetch())
+    assert src.origin == "download" and not src.verified and "WARNING" in src.note and src.sha256 in src.note
+    recorded = (tmp_path / "c" / "ingress-nginx" / ing.VERSION / "deploy.yaml.sha256").read_text()
+    assert recorded.split()[0] == ing.sha256_text(TEXT)
+    # A cached copy changed behind our back no longer matches what was recorded: fetched again.
+    cached = tmp_path / "c" / "ingress-nginx" / ing.VERSION / "deploy.yaml"
+    cached.write_text(TEXT + "# tampered\n")
+    fetch = Fetch()
+    again = ing.manifest(root, cache=tmp_path / "c", offline=False, pinned=None, fetch=fetch)
+    assert again.text == TEXT and fetch.urls == [ing.URL]
+
+
+def test_offline_or_failed_download_falls_back_to_the_repo_copy_and_says_so(root, tmp_path):
+    src = ing.manifest(root, cache=tmp_path / "c", offline=True, fetch=Fetch())
+    assert src.origin == "repo" and "offline" in src.note and "kind/manifests/ingress-nginx.yaml" in src.note
+    src = ing.manifest(root, cache=tmp_path / "c", offline=False, fetch=Fetch(fail=True))
+    assert src.origin == "repo" and "download failed: no route to host" in src.note
+
+
+def test_no_download_and_no_repo_copy_says_how_to_fetch_it(tmp_path):
+    with pytest.raises(BackendUnavailable, match="curl -fsSLo"):
+        ing.manifest(tmp_path, cache=tmp_path / "c", offline=True)
+
+
+def test_offline_defaults_to_the_environment(root, tmp_path, monkeypatch):
+    monkeypatch.setenv("K8SLAB_OFFLINE", "1")
+    fetch = Fetch()
+    assert ing.manifest(root, cache=tmp_path / "c", fetch=fetch).origin == "repo" and fetch.urls == []
+    monkeypatch.setenv("K8SLAB_CACHE", str(tmp_path / "cc"))
+    assert ing.cache_root() == tmp_path / "cc"
