@@ -15,6 +15,7 @@ from typing import Any, Iterable
 from .backends.base import Backend, NodeInfo, Response
 from .errors import BackendUnavailable, K8sLabError, LabStateError, ManifestError, NotFound
 from .progress import Progress
+from .paths import PORT_FORWARD_LOCAL_PORT
 
 BACKENDS = ("kind", "netns", "sim")
 CLASS_NAMES = {"kind": "KindBackend", "netns": "NetnsBackend", "sim": "SimBackend"}
@@ -566,7 +567,7 @@ class Lab:
         del self.responses[:-MAX_RESPONSES]
         return resp
 
-    def port_forward(self, target: str = f"svc/{APP}", local_port: int = 18080, remote_port: int = 80,
+    def port_forward(self, target: str = f"svc/{APP}", local_port: int = PORT_FORWARD_LOCAL_PORT, remote_port: int = 80,
                      namespace: str = "default"):
         self._require_up()
         return self.backend.port_forward(target, local_port, remote_port, namespace)

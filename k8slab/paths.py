@@ -10,6 +10,10 @@ from enum import Enum
 from typing import Any, ClassVar
 
 
+#: port-forward's default local port: 8080 belongs to kind's extraPortMappings (the Ingress path).
+PORT_FORWARD_LOCAL_PORT = 18080
+
+
 class Component(str, Enum):
     """Who moves the packet (or the bytes) at a hop. The value is what tables and plots show."""
     CLIENT = "client"
@@ -426,16 +430,18 @@ def _app_hop(index: int, cluster, dest: str | None, client_seen: str | None, src
 
 def build_path(way, *, cluster_model, node_rules, host_rules=None, nodes=None, backend: str = "",
                predicted: bool = False, service: str | None = None, namespace: str = "default",
-               host: str | None = None, url_path: str = "/whoami", prefer: str | None = None) -> Path:
+               host: str | None = None, url_path: str = "/whoami", prefer: str | None = None,
+               local_port: int = PORT_FORWARD_LOCAL_PORT) -> Path:
     """``way`` as hops. ``node_rules`` is the control-plane's Ruleset (every way in enters there);
     ``host_rules`` the learner's machine's Docker rules (None: not visible, e.g. Docker Desktop).
-    ``service`` overrides the Service the way targets; ``prefer`` picks the endpoint drawn."""
+    ``service`` overrides the Service the way targets; ``prefer`` picks the endpoint drawn;
+    ``local_port`` is port-forward's local port (the Lab's default, off kind's 8080 mapping)."""
     way = Way(way)
     nodes = list(nodes) if nodes else list(cluster_model.nodes)
     kw = dict(cluster=cluster_model, rules=node_rules, host_rules=host_rules, nodes=nodes,
               namespace=namespace, prefer=prefer)
     if way is Way.PORT_FORWARD:
-        path = _port_forward(service=service or APP_NAME, **kw)
+        path = _port_forward(service=service or APP_NAME, local_port=local_port, **kw)
     elif way is Way.CLUSTER_IP:
         path = _cluster_ip(service=service or APP_NAME, **kw)
     elif way is Way.NODE_PORT:
@@ -459,7 +465,7 @@ def _svc_port(svc, port: int | None = None):
     return next((p for p in svc.ports if p.port == port), svc.ports[0])
 
 
-def _port_forward(*, cluster, rules, host_rules, nodes, namespace, prefer, service) -> Path:
+def _port_forward(*, cluster, rules, host_rules, nodes, namespace, prefer, service, local_port) -> Path:
     svc = _service(cluster, service, namespace)
     cp = _control_plane(nodes)
     notes = ["no iptables rule is involved: the bytes travel inside the API server's and kubelet's "
@@ -476,18 +482,19 @@ def _port_forward(*, cluster, rules, host_rules, nodes, namespace, prefer, servi
     if prefer:
         pods = sorted(pods, key=lambda p: p.ip != prefer.rsplit(":", 1)[0])
     pod = pods[0] if pods else None
+    local = f"127.0.0.1:{local_port}"
     if pod is None:
-        return Path(Way.PORT_FORWARD, [Hop(1, Component.CLIENT, "host", "curl http://127.0.0.1:8080/", None,
-                                           "127.0.0.1:8080")], "host", None, False,
+        return Path(Way.PORT_FORWARD, [Hop(1, Component.CLIENT, "host", f"curl http://{local}/", None,
+                                           local)], "host", None, False,
                     notes=notes + [f"{service} has no ready pod: kubectl port-forward fails"])
     target = sp.effective_target_port if sp is not None else 8080
     cport = pod.resolve_port(target, "TCP") if hasattr(pod, "resolve_port") else None
     cport = cport or (target if isinstance(target, int) else 8080)
     pnode = _node_named(nodes, pod.node_name) or cp
     hops = [
-        Hop(1, Component.CLIENT, "host", "curl http://127.0.0.1:8080/", "127.0.0.1:50000", "127.0.0.1:8080"),
-        Hop(2, Component.KUBECTL, "host", f"kubectl accepts on 127.0.0.1:8080, picked pod {pod.name} for "
-            f"svc/{service}, and opens a pods/portforward stream to the API server", "127.0.0.1:8080",
+        Hop(1, Component.CLIENT, "host", f"curl http://{local}/", "127.0.0.1:50000", local),
+        Hop(2, Component.KUBECTL, "host", f"kubectl accepts on {local}, picked pod {pod.name} for "
+            f"svc/{service}, and opens a pods/portforward stream to the API server", local,
             f"{cp.ip}:6443", "control", (f"POST /api/v1/namespaces/{namespace}/pods/{pod.name}/portforward",)),
         Hop(3, Component.API_SERVER, f"node {cp.name}", "authorizes pods/portforward and proxies the stream "
             "to the kubelet of the pod's node", f"{cp.ip}:6443", f"{pnode.ip}:10250", "control",

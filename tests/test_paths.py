@@ -83,6 +83,11 @@ def test_port_forward_is_control_plane_only(lab):
     assert all("KUBE-" not in e for h in p.hops for e in h.evidence)
 
 
+def test_port_forward_path_names_the_local_port(lab):
+    assert lab.path("port-forward").hops[1].src == "127.0.0.1:18080"      # the Lab's default
+    assert lab.path("port-forward", local_port=9999).hops[0].dst == "127.0.0.1:9999"
+
+
 def test_clusterip_path_follows_kube_proxy(lab):
     p = lab.path("clusterip")
     chains = chains_of(p)

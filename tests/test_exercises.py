@@ -1,0 +1,110 @@
+"""Every exercise's solution passes `check` on a sim lab, a wrong answer gets hints, and an empty
+answer is not a failure. The solutions live once, in k8slab.exercises.BANK."""
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from k8slab import exercises
+from k8slab.exercises import BANK, check, evaluate_solution, fill_solutions, prepare
+
+NOTEBOOKS = sorted({e.notebook for e in BANK.values()})
+
+
+@pytest.fixture(scope="module")
+def labs():
+    """One sim lab per notebook, brought to that notebook's state (made on first use)."""
+    from k8slab.lab import Lab
+    made: dict[str, object] = {}
+
+    def get(nb: str):
+        if nb not in made:
+            lab = Lab(backend="sim", quiet=True)
+            prepare(lab, nb)
+            made[nb] = lab
+        return made[nb]
+    yield get
+    for lab in made.values():
+        lab.down()
+
+
+def test_every_notebook_has_two_or_three_exercises():
+    for nb in [f"{i:02d}" for i in range(9)]:
+        assert 2 <= len(exercises.exercises_for(nb)) <= 3, nb
+
+
+@pytest.mark.parametrize("ex_id", sorted(BANK))
+def test_solution_passes_check_on_sim(ex_id, labs):
+    lab = labs(BANK[ex_id].notebook)
+    answer = evaluate_solution(ex_id, lab)
+    result = check(ex_id, answer, lab)
+    assert result.ok is True, result.text()
+    assert result.predicted is True        # sim: the check says its side is a prediction
+    assert "correct" in repr(result)
+
+
+@pytest.mark.parametrize("ex_id", sorted(BANK))
+def test_wrong_answer_gets_a_hint(ex_id, labs):
+    lab = labs(BANK[ex_id].notebook)
+    wrong = eval(BANK[ex_id].wrong)  # noqa: S307 (our own bank)
+    result = check(ex_id, wrong, lab)
+    assert result.ok is False, result.text()
+    assert result.hints, f"{ex_id}: a wrong answer must get at least one hint"
+    assert "hint:" in result.text()
+
+
+def test_no_prediction_yet_is_not_a_failure(labs):
+    result = check("03.probabilities", ..., labs("03"))
+    assert result.ok is None and "no prediction yet" in result.text()
+    assert "solution('03.probabilities')" in result.text()
+
+
+def test_unknown_exercise_is_an_error(labs):
+    with pytest.raises(KeyError):
+        check("99.nothing", 1, labs("00"))
+
+
+def test_checks_follow_the_lab_not_a_stored_answer(labs):
+    """Scale to 2: the 3-replica solution of 03.probabilities must now fail, with a hint."""
+    from k8slab.lab import Lab
+    lab = Lab(backend="sim", quiet=True)
+    prepare(lab, "02")          # 2 replicas
+    try:
+        assert check("03.probabilities", [1 / 3, 1 / 2, 1], lab).ok is False
+        assert check("03.probabilities", [1 / 2, 1], lab).ok is True
+    finally:
+        lab.down()
+
+
+def test_address_answers_may_name_the_role(labs):
+    lab = labs("02")
+    assert check("02.client_ip", "127.0.0.1", lab).ok
+    assert check("02.client_ip", "loopback", lab).ok
+    assert not check("02.client_ip", "pod", lab).ok
+
+
+def test_fill_solutions_writes_the_bank_into_exercise_cells():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('answer = ...   # your prediction\ncheck("03.listeners", answer, lab)',
+                                  metadata={"tags": ["exercise"]}),
+        nbformat.v4.new_code_cell('answer = ...\ncheck("03.listeners", answer, lab)'),   # not tagged: untouched
+    ])
+    assert fill_solutions(nb) == 1
+    assert nb.cells[0].source.startswith(f"answer = {BANK['03.listeners'].solution}\n")
+    assert nb.cells[1].source.startswith("answer = ...")
+
+
+def test_every_notebook_exercise_cell_is_in_the_bank():
+    """Each exercise cell of the committed notebooks names a bank entry, and each entry is used once."""
+    from k8slab.course import find_notebooks
+    import re
+    used = []
+    for path in find_notebooks():
+        for cell in nbformat.read(path, as_version=4).cells:
+            if "exercise" in cell.get("metadata", {}).get("tags", []):
+                m = re.search(r'check\("([^"]+)"', cell.source)
+                assert m and m.group(1) in BANK, (path.name, cell.source)
+                assert m.group(1).split(".")[0] == path.name[:2]
+                assert "answer = ..." in cell.source
+                used.append(m.group(1))
+    assert sorted(used) == sorted(BANK)

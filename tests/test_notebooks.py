@@ -1,0 +1,51 @@
+"""The committed notebooks carry the outputs of a sim run; re-running them on sim must reproduce
+those outputs (nbval, with tests/nbval_sanitize.cfg for what legitimately varies)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+
+pytestmark = pytest.mark.notebooks
+
+
+def test_there_is_a_course():
+    names = [p.name[:2] for p in NOTEBOOKS]
+    assert names == [f"{i:02d}" for i in range(9)], names
+
+
+def test_committed_notebooks_carry_sim_outputs():
+    import nbformat
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(c.get("execution_count") for c in code), f"{path.name} has unexecuted cells"
+        text = "".join(o.get("text", "") for c in code for o in c.outputs)
+        assert "Traceback" not in text, path.name
+        first = code[0]
+        assert "setup" in first.metadata.get("tags", []), f"{path.name}: the first code cell sets the lab up"
+        assert "backend: sim" in "".join(o.get("text", "") for o in first.outputs), path.name
+
+
+def test_widget_cells_are_ignored_by_nbval():
+    import nbformat
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if "widget" in cell.get("metadata", {}).get("tags", []):
+                assert cell.source.startswith("# NBVAL_IGNORE_OUTPUT"), path.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_nbval_on_sim(path):
+    env = dict(os.environ, K8SLAB_BACKEND="sim", PYTHONHASHSEED="0")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
+         "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), str(path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
