@@ -64,7 +64,7 @@ def test_kind_and_kubectl_missing(ft):
     ft.remove("kind")
     ft.remove("kubectl")
     f = findings(ft)
-    assert not f["kind"].ok and "go install sigs.k8s.io/kind@v0.32.0" in f["kind"].fix
+    assert not f["kind"].ok and "go install sigs.k8s.io/kind@v0.33.0" in f["kind"].fix
     assert not f["kubectl"].ok and "pip install 'k8slab[kubectl]'" in f["kubectl"].fix
 
 

@@ -1,0 +1,23 @@
+"""The netfilter core: parse ``iptables-save`` text, look at it as DataFrames, trace packets through it.
+
+``parse(text)`` / ``parse_file(path)`` give a :class:`Ruleset`; ``ruleset.rules`` and
+``ruleset.chains`` are its pandas views. ``trace``, ``Packet``, ``NodeContext``, ``Trace`` and
+``Outcome`` come from :mod:`k8slab.netfilter.tracer` and are imported on first use.
+"""
+from __future__ import annotations
+
+from .parser import LazyChain, parse, parse_file
+from .rules import Addr, Chain, Match, Option, Rule, Ruleset
+
+__all__ = ["parse", "parse_file", "Ruleset", "Rule", "Chain", "Match", "Option", "Addr", "LazyChain",
+           "trace", "Packet", "NodeContext", "Trace", "Outcome"]
+
+_TRACER_NAMES = ("trace", "Packet", "NodeContext", "Trace", "Outcome", "TraceHop")
+
+
+def __getattr__(name: str):
+    # The tracer is optional at import time: importing k8slab.netfilter must work without it.
+    if name in _TRACER_NAMES:
+        from . import tracer
+        return getattr(tracer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
