@@ -35,3 +35,16 @@ def skip_unless_root(*tools: str) -> None:
     if missing:
         pytest.skip(f"missing {', '.join(missing)}: apt-get install -y iptables conntrack nginx-light "
                     "containernetworking-plugins iproute2")
+
+
+def course_lab(seed: int = 0, config: str | None = None, replicas: int = 2, **kw):
+    """The course's cluster on the sim backend: app, ingress controller, the Ingress and the NodePort
+    Service, as the notebooks build it."""
+    from k8slab import Lab
+    lab = Lab(backend="sim", quiet=True, seed=seed, **kw)
+    lab.up(config)
+    lab.deploy_app(replicas=replicas)
+    lab.install_ingress_controller()
+    lab.apply("kind/manifests/ingress.yaml")
+    lab.apply("kind/manifests/app-nodeport.yaml")
+    return lab

@@ -10,16 +10,9 @@ from conftest import ROOT
 from k8slab import lab as labmod
 from k8slab.errors import BackendUnavailable, K8sLabError, LabStateError, ManifestError, NotFound
 from k8slab.lab import Lab, choose_backend, find_root, load_manifests, validate_name
+from conftest import course_lab
 
 
-def course_lab(seed: int = 0, **kw) -> Lab:
-    lab = Lab(backend="sim", quiet=True, seed=seed, **kw)
-    lab.up()
-    lab.deploy_app()
-    lab.install_ingress_controller()
-    lab.apply("kind/manifests/ingress.yaml")
-    lab.apply("kind/manifests/app-nodeport.yaml")
-    return lab
 
 
 # --------------------------------------------------------------------------------------------

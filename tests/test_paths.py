@@ -8,21 +8,13 @@ from fractions import Fraction
 
 import pytest
 
-from k8slab.lab import Lab
 from k8slab.paths import (Component, Path, Way, build_path, client_pod_ip, controller_pod, masquerade_source,
                           pick_outcome)
+from conftest import course_lab
 
 WAYS = ["port-forward", "clusterip", "nodeport", "hostport", "ingress"]
 
 
-def course_lab(config: str | None = None, replicas: int = 2) -> Lab:
-    lab = Lab(backend="sim", quiet=True)
-    lab.up(config)
-    lab.deploy_app(replicas=replicas)
-    lab.install_ingress_controller()
-    lab.apply("kind/manifests/ingress.yaml")
-    lab.apply("kind/manifests/app-nodeport.yaml")
-    return lab
 
 
 @pytest.fixture
@@ -217,7 +209,7 @@ def test_ingress_service_upstream_goes_through_kube_proxy(lab):
 
 
 def test_multinode_paths_cross_nodes():
-    lab = course_lab("kind/cluster-multinode.yaml", replicas=2)
+    lab = course_lab(config="kind/cluster-multinode.yaml", replicas=2)
     model = lab.backend.model()
     workers = {n.name for n in model.nodes if n.role == "worker"}
     app_nodes = {q.node_name for q in model.selected_pods(model.service("url-shortener"))}

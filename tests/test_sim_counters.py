@@ -4,20 +4,12 @@ from __future__ import annotations
 import pytest
 
 from k8slab.counters import CounterStore, Layout, counter_delta, strip_counters
-from k8slab.lab import Lab
 from k8slab.netfilter.parser import parse
+from conftest import course_lab
 
 HOST = "shortener.localtest.me"
 
 
-def course_lab(seed: int = 0) -> Lab:
-    lab = Lab(backend="sim", quiet=True, seed=seed)
-    lab.up()
-    lab.deploy_app()
-    lab.install_ingress_controller()
-    lab.apply("kind/manifests/ingress.yaml")
-    lab.apply("kind/manifests/app-nodeport.yaml")
-    return lab
 
 
 def matched(outcome) -> set[tuple[str, str, int]]:

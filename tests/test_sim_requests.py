@@ -8,20 +8,12 @@ import pytest
 
 from k8slab.backends.sim import PortInUse
 from k8slab.errors import K8sLabError, NotFound
-from k8slab.lab import Lab
 from k8slab.paths import controller_pod
+from conftest import course_lab
 
 HOST = "shortener.localtest.me"
 
 
-def course_lab(seed: int = 0, config: str | None = None) -> Lab:
-    lab = Lab(backend="sim", quiet=True, seed=seed)
-    lab.up(config)
-    lab.deploy_app()
-    lab.install_ingress_controller()
-    lab.apply("kind/manifests/ingress.yaml")
-    lab.apply("kind/manifests/app-nodeport.yaml")
-    return lab
 
 
 @pytest.fixture
