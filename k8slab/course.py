@@ -80,7 +80,9 @@ def execute_notebook(path: Path, *, backend: str = "sim", timeout: int = 600, ke
     if backend:
         run_env["K8SLAB_BACKEND"] = backend
     run_env.setdefault("PYTHONHASHSEED", "0")
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel,
+    # record_timing=False: no per-cell timestamps, so re-running the course in place changes only
+    # what the cells really printed.
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel, record_timing=False,
                             resources={"metadata": {"path": str(path.parent)}})
     try:
         # The kernel's own stderr (transport warnings) would interleave with the one-line report;

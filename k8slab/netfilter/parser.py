@@ -185,7 +185,7 @@ class _Interner:
     rule text is checked (and its view facts computed) once."""
 
     __slots__ = ("opts", "matches", "mtuples", "addrs", "naddrs", "topts", "heads", "pieces", "tpieces",
-                 "mtuples_fast", "t_heads", "t_pieces", "t_minfo", "t_targets")
+                 "mtuples_fast", "t_heads", "t_pieces", "t_minfo", "t_targets", "h_vals", "m_vals", "t_vals")
 
     def __init__(self):
         # objects (used when rules are materialised, and by the token-by-token path)
@@ -204,6 +204,11 @@ class _Interner:
         self.t_pieces: dict = {}
         self.t_minfo: dict = {}
         self.t_targets: dict = {}
+        # the distinct header/match/target infos; parsed rules keep their index (code) in these
+        # lists, and code 0 is "none" (no header fields, no matches, no target options)
+        self.h_vals: list = [_NO_HEAD_INFO]
+        self.m_vals: list = [_NO_MATCH_INFO]
+        self.t_vals: list = [_NO_TARGET_INFO]
 
 
 def _parse_spec(toks: list[str], i: int, cache: _Interner):
@@ -528,6 +533,7 @@ def _fast_rule(rest: str, cache: _Interner):
 
 
 _NO_MATCH_INFO = match_info(())
+_NO_HEAD_INFO = (None, None, None, None, None)
 
 
 def _match(mod: str, opts: list, cache: _Interner) -> Match:
@@ -631,6 +637,11 @@ def _scan_piece(piece: str, cache: _Interner):
     return match_info((m,))
 
 
+def _code(vals: list, info: tuple) -> int:
+    vals.append(info)
+    return len(vals) - 1
+
+
 def _scan_target(tpiece: str, goto: bool, cache: _Interner):
     """The text after ``-j``/``-g``: ``(target, target_info, has_options)``, or False."""
     toks = tpiece.split()
@@ -641,15 +652,15 @@ def _scan_target(tpiece: str, goto: bool, cache: _Interner):
             # "DNAT --to-destination 10.244.0.5:8080", the most common target with options
             # (the same facts as target_info() gives, without building an Option)
             if _NAT_TO.get(target) == opt:
-                return (target, (v, v if target == "DNAT" else None), True)
-            return (target, (f"{opt} {v}", None), True)
+                return (target, _code(cache.t_vals, (v, v if target == "DNAT" else None)), True)
+            return (target, _code(cache.t_vals, (f"{opt} {v}", None)), True)
     key = (tpiece, goto)
     tv = cache.tpieces.get(key)
     if tv is None:
         tv = cache.tpieces[key] = _target_value(tpiece, goto, cache)
     if tv is False:
         return False
-    return (tv[0], tv[2], bool(tv[1]))
+    return (tv[0], _code(cache.t_vals, tv[2]), bool(tv[1]))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -674,7 +685,8 @@ class LazyChain(Chain):
         self.bytes = bytes
         _SLOT_RULES.__set__(self, list(rules) if rules else [])
         self.declared = declared
-        # ENTRY flat slots per checked rule line (see view_entries); None once materialised
+        # ENTRY flat slots per checked rule line, with codes into the _Interner's h_vals, m_vals and
+        # t_vals for the three infos (view_entries decodes them); None once materialised
         self._pending: list | None = None if rules else []
         self._rows: list | None = None
         self._cache = cache
@@ -701,8 +713,10 @@ class LazyChain(Chain):
         cache = self._cache if self._cache is not None else _Interner()
         rows = []
         table, name = self.table, self.name
+        hvals, mvals, tvals = cache.h_vals, cache.m_vals, cache.t_vals
         for k in range(0, len(pending), ENTRY):  # type: ignore[arg-type]
-            pos, _target, pk, by, line, lineno, hinfo, minfo, tinfo = pending[k:k + ENTRY]  # type: ignore
+            pos, _target, pk, by, line, lineno, hc, mc, tc = pending[k:k + ENTRY]  # type: ignore
+            hinfo, minfo, tinfo = hvals[hc], mvals[mc], tvals[tc]
             body = line if line[0] != "[" else line[line.index("]") + 1:].lstrip()
             rest = body.split(" ", 2)[2] if body.count(" ") >= 2 else ""
             v = _fast_rule(rest, cache) if rest else None
@@ -721,8 +735,15 @@ class LazyChain(Chain):
         """The facts the views need, :data:`ENTRY` flat slots per rule: position, target, packets,
         bytes, line, lineno, header info, match info, target info. From the parse-time scan while
         the rules are not materialised; else from the Rule objects."""
-        if self._pending is not None:
-            return self._pending
+        pending = self._pending
+        if pending is not None:
+            # the parse keeps codes into the interner's lists (see _Interner): decode them
+            out = pending.copy()
+            cache = self._cache
+            if pending:
+                for slot, vals in ((6, cache.h_vals), (7, cache.m_vals), (8, cache.t_vals)):
+                    out[slot::ENTRY] = [vals[c] for c in pending[slot::ENTRY]]
+            return out
         return rule_entries(_SLOT_RULES.__get__(self), self._rows)
 
     def view_rows(self) -> list[tuple]:
@@ -887,9 +908,7 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
     scan_head = _scan_head
     scan_matches = _scan_matches
     standard = STANDARD_TARGETS
-    no_minfo = _NO_MATCH_INFO
-    no_tinfo = _NO_TARGET_INFO
-    no_head = (None, None, None, None, None)
+    h_vals, m_vals = cache.h_vals, cache.m_vals
     chains = table = targets = None
     lineno = 0
     gc_was_enabled = gc.isenabled()
@@ -921,9 +940,14 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
                     if head:
                         hv = heads.get(head)
                         if hv is None:
-                            hv = heads[head] = scan_head(head)
+                            info = scan_head(head)
+                            if info is False:
+                                hv = heads[head] = False
+                            else:
+                                hv = heads[head] = len(h_vals)
+                                h_vals.append(info)
                     else:
-                        hv = no_head
+                        hv = 0
                     if hv is not False:
                         chain = chains.get(name)
                         pend = getattr(chain, "_pending", None)
@@ -933,17 +957,22 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
                                 key = tuple(pieces)
                                 minfo = minfos.get(key)
                                 if minfo is None:
-                                    minfo = minfos[key] = scan_matches(pieces, cache)
+                                    info = scan_matches(pieces, cache)
+                                    if info is False:
+                                        minfo = minfos[key] = False
+                                    else:
+                                        minfo = minfos[key] = len(m_vals)
+                                        m_vals.append(info)
                             else:
-                                minfo = no_minfo
+                                minfo = 0
                             if minfo is not False:
                                 if not sep:
                                     target = None
-                                    tinfo = no_tinfo
+                                    tinfo = 0
                                 elif " " not in tp and tp and tp[0] not in '-![' and '"' not in tp \
                                         and "\t" not in tp:
                                     target = tp
-                                    tinfo = no_tinfo
+                                    tinfo = 0
                                 else:
                                     tkey = (tp, goto)
                                     tv = targets_cache.get(tkey)

@@ -239,83 +239,231 @@ def chain_entries(chain) -> list:
 class _Facts:
     """Chain-level facts both frames need: who jumps where, service ports, endpoints, hash checks.
 
-    Chains are numbered in table/chain order (``keys[i] == (table, chain)``) and every fact is a
-    list indexed by that number. They are built in a few flat passes over all rules (zip, dict and
-    set work in C). A hashed chain's service port is the first one its rules' comments name
-    (kube-proxy writes one service port per chain); a KUBE-SEP chain's endpoint is its first DNAT
-    destination; chains without either learn them from the rules that jump to them.
+    Chains are numbered in table/chain order (``keys[i] == (table, chain)``) and every per-chain fact
+    is indexed by that number. Rules are rows in the same order; their header, match and target
+    infos are codes into three lists of distinct infos (the parser's, see ``_Interner``), so that a
+    column is one numpy ``take`` and per-chain facts are numpy group-bys, not Python loops over rows.
+    A hashed chain's service port is the first one its rules' comments name (kube-proxy writes one
+    service port per chain); a KUBE-SEP chain's endpoint is its first DNAT destination; chains
+    without either learn them from the rules that jump to them.
     """
 
     def __init__(self, rs: "Ruleset"):
+        import numpy as np
         from itertools import chain as concat, repeat
 
         self.chains: list[Chain] = []
         keys: list[tuple[str, str]] = []
         entries: list[list] = []
         index: dict[str, dict[str, int]] = {}
+        table_rows: list[tuple[str, int]] = []       # (table, first chain number) in order
+        cache = None
+        for chains in rs.tables.values():
+            for ch in chains.values():
+                if getattr(ch, "_pending", None) is not None and ch._cache is not None:
+                    cache = ch._cache
+                    break
+            if cache is not None:
+                break
+        if cache is not None:
+            hvals, mvals, tvals = list(cache.h_vals), list(cache.m_vals), list(cache.t_vals)
+        else:
+            hvals, mvals, tvals = [(None,) * 5], [_NO_MATCHES], [_NO_TARGET]
         for table, chains in rs.tables.items():
             idx = index[table] = {}
+            table_rows.append((table, len(keys)))
             for name, ch in chains.items():
                 idx[name] = len(keys)
                 keys.append((table, name))
                 self.chains.append(ch)
-                entries.append(chain_entries(ch))
+                pend = getattr(ch, "_pending", None)
+                if pend is not None and ch._cache is cache:
+                    entries.append(pend)          # codes already
+                    continue
+                # materialised or foreign chains: their infos become codes here
+                e = list(chain_entries(ch))
+                for slot, vals in ((6, hvals), (7, mvals), (8, tvals)):
+                    base = len(vals)
+                    infos = e[slot::ENTRY]
+                    vals += infos
+                    e[slot::ENTRY] = range(base, base + len(infos))
+                entries.append(e)
         n_chains = len(keys)
-        counts = [len(e) // ENTRY for e in entries]
+        counts = np.fromiter(map(len, entries), dtype=np.int64, count=n_chains) // ENTRY
         flat = list(concat.from_iterable(entries))
-        self.keys, self.counts, self.n_rules = keys, counts, len(flat) // ENTRY
-        # row_chain[r] is the number of row r's chain (ints hash fast)
-        row_chain = list(concat.from_iterable(map(repeat, range(n_chains), counts)))
-        cols = [flat[k::ENTRY] for k in range(ENTRY)]      # slicing a flat list: columns in C
+        n = len(flat) // ENTRY
+        self.keys, self.counts, self.n_rules = keys, counts.tolist(), n
+        self.index = index
+        cols = [flat[k::ENTRY] for k in range(6)]
+        hc = np.fromiter(flat[6::ENTRY], dtype=np.intp, count=n)
+        mc = np.fromiter(flat[7::ENTRY], dtype=np.intp, count=n)
+        tc = np.fromiter(flat[8::ENTRY], dtype=np.intp, count=n)
         del flat
-        targets = cols[1]
-        protos = [h[2] for h in cols[6]]
-        spns = [m[5] for m in cols[7]]
-        dnats = [t[1] for t in cols[8]]
-        self.columns = cols
-        # who jumps where: unique (chain, target) pairs whose target is a chain of the same table
-        jumps_to: list[list[str]] = [[] for _ in range(n_chains)]
-        jumped_from: list[list[str]] = [[] for _ in range(n_chains)]
-        table_of = [k[0] for k in keys]
-        for i, t in dict.fromkeys(zip(row_chain, targets)):
-            j = index[table_of[i]].get(t) if t is not None else None
-            if j is not None:
-                jumps_to[i].append(t)
-                jumped_from[j].append(keys[i][1])
-        self.jumps_to, self.jumped_from = jumps_to, jumped_from
-        # first value per hashed chain: walk backwards so that the first one wins
-        hashed = {i for i, k in enumerate(keys) if k[1].startswith(_HASHED_PREFIXES)}
-        seps = {i for i in hashed if keys[i][1].startswith(ENDPOINT_PREFIX)}
-        rc = row_chain[::-1]
-        spn_of = {i: v for i, v in zip(rc, spns[::-1]) if v is not None and i in hashed}
-        ep_of = {i: v for i, v in zip(rc, dnats[::-1]) if v is not None and i in seps}
-        proto_of = {i: v for i, v in zip(rc, protos[::-1]) if v and v[0] != "!" and i in hashed}
-        need = {i for i in hashed if i not in spn_of or (i in seps and i not in ep_of)}
-        if need:
+        self.columns, self.hc, self.mc, self.tc = cols, hc, mc, tc
+        self.hvals, self.mvals, self.tvals = hvals, mvals, tvals
+        row_chain = np.repeat(np.arange(n_chains, dtype=np.intp), counts)
+        self.row_chain = row_chain
+        names = _objects([k[1] for k in keys])
+        self.names = names
+        # the chain number each rule jumps to (-1: none, or not a chain of its table)
+        targets = _objects(cols[1])
+        self.targets = targets
+        jump = np.full(n, -1, dtype=np.intp)
+        starts = np.concatenate([[0], np.cumsum(counts)])     # row number of chain i (and the end)
+        bounds = [int(starts[c]) for _t, c in table_rows] + [n]
+        for k, (table, _c) in enumerate(table_rows):
+            a, b = bounds[k], bounds[k + 1]
+            if a == b:
+                continue
+            jump[a:b] = np.fromiter(map(index[table].get, cols[1][a:b], repeat(-1, b - a)),
+                                    dtype=np.intp, count=b - a)
+        self.jump = jump
+        # who jumps where: unique (chain, target chain) pairs, in the order they first appear
+        rows = np.flatnonzero(jump >= 0)
+        src, dst = row_chain[rows], jump[rows]
+        _u, first = np.unique(src.astype(np.int64) * max(n_chains, 1) + dst, return_index=True)
+        first.sort()
+        src, dst = src[first], dst[first]
+        by_src = np.argsort(src, kind="stable")
+        by_dst = np.argsort(dst, kind="stable")
+        self.jumps_to = _split(names[dst[by_src]].tolist(), np.bincount(src, minlength=n_chains))
+        self.jumped_from = _split(names[src[by_dst]].tolist(), np.bincount(dst, minlength=n_chains))
+        # first value per hashed chain
+        hashed = np.fromiter((k[1].startswith(_HASHED_PREFIXES) for k in keys), dtype=bool, count=n_chains)
+        seps = np.fromiter((k[1].startswith(ENDPOINT_PREFIX) for k in keys), dtype=bool, count=n_chains)
+        spn_tab = _objects([m[5] for m in mvals])
+        dnat_tab = _objects([t[1] for t in tvals])
+        proto_tab = _objects([h[2] for h in hvals])
+        hashed_row = hashed[row_chain]
+        spn_of = _first_per_chain(spn_tab, mc, _present(spn_tab)[mc] & hashed_row, row_chain, n_chains)
+        ep_of = _first_per_chain(dnat_tab, tc, _present(dnat_tab)[tc] & seps[row_chain], row_chain, n_chains)
+        plain = np.fromiter((bool(p) and p[0] != "!" for p in proto_tab), dtype=bool, count=len(proto_tab))
+        self._proto_of = _first_per_chain(proto_tab, hc, plain[hc] & hashed_row, row_chain, n_chains)
+        need = hashed & (~_present(spn_of) | (seps & ~_present(ep_of)))
+        if need.any():
             # large-cluster mode (no comments), empty chains: "SPN cluster IP" -> KUBE-SVC,
             # "SPN -> ip:port" -> KUBE-SEP on the rules that jump to them
-            for i, t, m in zip(row_chain, targets, cols[7]):
-                j = index[table_of[i]].get(t) if t is not None else None
-                if j is None or j not in need:
-                    continue
-                if j not in spn_of and m[5]:
-                    spn_of[j] = m[5]
-                if j in seps and j not in ep_of and m[1]:
+            spn_l, ep_l = spn_of.tolist(), ep_of.tolist()
+            sepl = seps.tolist()
+            for r in np.flatnonzero((jump >= 0) & need[np.maximum(jump, 0)]).tolist():
+                j = int(jump[r])
+                m = mvals[mc[r]]
+                if spn_l[j] is None and m[5]:
+                    spn_l[j] = m[5]
+                if sepl[j] and ep_l[j] is None and m[1]:
                     found = _ARROW_RE.search(m[1])
                     if found:
-                        ep_of[j] = found.group(1)
-        self.spn = [spn_of.get(i) for i in range(n_chains)]
-        self.endpoint = [ep_of.get(i) for i in range(n_chains)]
-        hash_ok: list[bool | None] = [None] * n_chains
-        for i in hashed:
-            p = proto_of.get(i)
-            hash_ok[i] = hash_matches(keys[i][1], self.spn[i], self.endpoint[i],
-                                      _PROTO_ORDER.get(p.lower() if p else None, _PROTO_ORDER[None]))
-        self.hash_ok = hash_ok
+                        ep_l[j] = found.group(1)
+            spn_of, ep_of = _objects(spn_l), _objects(ep_l)
+        self.spn_arr, self.ep_arr = spn_of, ep_of
+        self.spn = spn_of.tolist()
+        self.endpoint = ep_of.tolist()
+        self._hashed = hashed
+        self._hash_ok: list | None = None
+        self.owners = [owner_of(t, c) for t, c in keys]
+
+    @property
+    def hash_ok(self) -> list:
+        """Per chain: True/False for hashed chains whose inputs are known, else None (computed on
+        first use: only the chains frame needs it)."""
+        if self._hash_ok is None:
+            self._hash_ok = _hash_checks(self.keys, self._hashed, self.spn, self.endpoint,
+                                         self._proto_of.tolist())
+        return self._hash_ok
+
+
+def _objects(values: list) -> "np.ndarray":
+    import numpy as np
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
+def _present(arr) -> "np.ndarray":
+    """Elementwise ``is not None`` of an object array of str/None (pandas' isna loop is in C)."""
+    import pandas as pd
+    return ~pd.isna(arr)
+
+
+def _first_per_chain(table, codes, mask, row_chain, n_chains: int) -> "np.ndarray":
+    """Per chain, ``table[codes[r]]`` of its first row ``r`` where ``mask``; None where none."""
+    import numpy as np
+    out = np.full(n_chains, None, dtype=object)
+    rows = np.flatnonzero(mask)
+    if len(rows):
+        chains, first = np.unique(row_chain[rows], return_index=True)
+        out[chains] = table[codes[rows[first]]]
+    return out
+
+
+def _split(values: list, counts) -> list[list]:
+    """``values`` cut into consecutive lists of ``counts`` items."""
+    out = []
+    a = 0
+    for c in counts.tolist():
+        b = a + c
+        out.append(values[a:b])
+        a = b
+    return out
+
+
+_B32_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+def _hash_checks(keys, hashed, spn: list, endpoint: list, protos: list) -> list:
+    """hash_ok per chain: the first protocol guess (the chain's own -p, else tcp) for all hashed
+    chains at once (sha256 in a loop, base32 with numpy), the other protocols only for mismatches."""
+    import numpy as np
+
+    sha = hashlib.sha256
+    out: list = [None] * len(keys)
+    todo, digests, wants = [], [], []
+    first_proto = _FIRST_PROTO
+    lp = len(ENDPOINT_PREFIX)
+    for i in np.flatnonzero(hashed).tolist():
+        s = spn[i]
+        if not s:
+            continue
+        name = keys[i][1]
+        p = protos[i]
+        first = first_proto.get(p) or _proto_order(p)[0]
+        if name[:lp] == ENDPOINT_PREFIX:
+            ep = endpoint[i]
+            if not ep:
+                continue
+            text = s + first + ep
+            want = name[lp:]
+        else:
+            text = s + first
+            want = name[name.index("-", 5) + 1:]
+        if len(want) != 16:
+            out[i] = hash_matches(name, s, endpoint[i], _proto_order(p))
+            continue
+        todo.append(i)
+        digests.append(sha(text.encode()).digest()[:10])
+        wants.append(want)
+    if todo:
+        bits = np.unpackbits(np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, 10), axis=1)
+        idx = bits.reshape(-1, 16, 5).astype(np.intp) @ np.array([16, 8, 4, 2, 1], dtype=np.intp)
+        got = np.frombuffer(_B32_BYTES, dtype=np.uint8)[idx]
+        wb = "".join(wants).encode()
+        if len(wb) != 16 * len(wants):     # a non-ASCII name: compare one by one
+            wb = b"".join([w.encode()[:16].ljust(16, b"\0") for w in wants])
+        want_arr = np.frombuffer(wb, dtype=np.uint8).reshape(-1, 16)
+        ok = (got == want_arr).all(axis=1).tolist()
+        for i, good in zip(todo, ok):
+            if good:
+                out[i] = True
+            else:   # another protocol? (rare: the guess was the chain's own -p, or tcp)
+                out[i] = hash_matches(keys[i][1], spn[i], endpoint[i], _proto_order(protos[i]))
+    return out
+
+
+def _proto_order(p: str | None) -> tuple[str, ...]:
+    return _PROTO_ORDER.get(p.lower() if p else None, _PROTO_ORDER[None])
 
 
 _PROTO_ORDER = {None: ("tcp", "udp", "sctp"), "tcp": ("tcp", "udp", "sctp"), "udp": ("udp", "tcp", "sctp"),
                 "sctp": ("sctp", "tcp", "udp")}
+_FIRST_PROTO = {None: "tcp", "tcp": "tcp", "udp": "udp", "sctp": "sctp"}
 
 
 def _facts(rs: "Ruleset") -> _Facts:
@@ -358,44 +506,55 @@ def _rules_frame(rs: "Ruleset") -> "pd.DataFrame":
     import pandas as pd
 
     facts = _facts(rs)
-    keys, counts = facts.keys, facts.counts
+    keys = facts.keys
     n = facts.n_rules
+    row_chain = facts.row_chain
+    hc, mc, tc = facts.hc, facts.mc, facts.tc
+    hvals, mvals, tvals = facts.hvals, facts.mvals, facts.tvals
 
-    def per_chain(values: list) -> "np.ndarray":
+    def per_chain(values) -> "np.ndarray":
         # one value per chain -> one per rule, in C
-        arr = np.empty(len(values), dtype=object)
-        arr[:] = values
-        return np.repeat(arr, counts) if n else np.empty(0, dtype=object)
+        return _objects(values)[row_chain]
 
-    tables = per_chain([k[0] for k in keys])
-    chains = per_chain([k[1] for k in keys])
-    owner_list = [owner_of(t, c) for t, c in keys]
-    owners = per_chain(owner_list)
-    chain_spn = per_chain([s if o == "kube-proxy" else "" for s, o in zip(facts.spn, owner_list)])
-    chain_ep = per_chain(facts.endpoint)
-    ep_by_name = {k: e for k, e in zip(keys, facts.endpoint) if e is not None}
-    position, target, packets, nbytes, line, lineno, heads, minfos, tinfos = facts.columns
-    if n:
-        src, dst, proto, iif, oif = zip(*heads)
-        modules, comment, sport, dport, prob, rule_spn = zip(*minfos)
-        targs, dnat = zip(*tinfos)
-    else:
-        src = dst = proto = iif = oif = modules = comment = sport = dport = prob = targs = dnat = rule_spn = ()
-    target_args = [a if p is None else (f"p={p} {a}" if a else f"p={p}") for p, a in zip(prob, targs)]
-    probability = np.fromiter((_NAN if p is None else _float(p) for p in prob), dtype="float64", count=n)
-    # "" marks rules of chains kube-proxy does not own: they get no service port
-    service_port = [None if cs == "" else (s or cs) for s, cs in zip(rule_spn, chain_spn)]
-    ep_get = ep_by_name.get
-    endpoint = [ce if ce is not None else (ep_get((tb, t)) if t is not None and t[:9] == ENDPOINT_PREFIX else None)
-                for ce, tb, t in zip(chain_ep, tables, target)]
+    def info(vals: list, k: int, codes) -> "np.ndarray":
+        # field k of each row's info, by code
+        return _objects([v[k] for v in vals])[codes]
+
+    owners = _objects(facts.owners)
+    kube = np.fromiter((o == "kube-proxy" for o in facts.owners), dtype=bool, count=len(keys))
+    position, target, packets, nbytes, line, lineno = facts.columns
+    src, dst, proto, iif, oif = (info(hvals, k, hc) for k in range(5))
+    modules, comment, sport, dport = (info(mvals, k, mc) for k in range(4))
+    prob_tab = _objects([m[4] for m in mvals])
+    targs_tab = _objects([t[0] for t in tvals])
+    target_args = targs_tab[tc]
+    with_p = np.flatnonzero(_present(prob_tab)[mc])
+    if len(with_p):
+        target_args[with_p] = [f"p={p} {a}" if a else f"p={p}"
+                               for p, a in zip(prob_tab[mc[with_p]].tolist(), target_args[with_p].tolist())]
+    probability = np.fromiter((_NAN if p is None else _float(p) for p in prob_tab.tolist()),
+                              dtype="float64", count=len(prob_tab))[mc]
+    # service port: the rule's own (from its comment), else its chain's; only on kube-proxy's chains
+    spn_tab = _objects([m[5] for m in mvals])
+    kube_row = kube[row_chain]
+    service_port = facts.spn_arr[row_chain]
+    own = _present(spn_tab)[mc] & kube_row
+    service_port[own] = spn_tab[mc[own]]
+    service_port[~kube_row] = None
+    # endpoint: the chain's own, else that of the KUBE-SEP chain the rule jumps to
+    ep = np.append(facts.ep_arr, None)     # index -1 (no jump) -> None
+    endpoint = ep[row_chain]
+    none = ~_present(ep)[row_chain]
+    endpoint[none] = ep[facts.jump[none]]
     data = {
-        "table": tables, "chain": chains, "position": np.fromiter(position, dtype="int64", count=n),
+        "table": per_chain([k[0] for k in keys]), "chain": facts.names[row_chain],
+        "position": np.fromiter(position, dtype="int64", count=n),
         "packets": _int_array(pd, packets), "bytes": _int_array(pd, nbytes),
         "src": src, "dst": dst, "protocol": proto, "sport": sport, "dport": dport,
         "in_iface": iif, "out_iface": oif, "comment": comment, "matches": modules,
-        "target": target, "target_args": target_args, "probability": probability, "dnat_to": dnat,
-        "owner": owners, "service_port": service_port, "endpoint": endpoint,
-        "line": line, "lineno": np.fromiter(lineno, dtype="int64", count=n),
+        "target": facts.targets, "target_args": target_args, "probability": probability,
+        "dnat_to": info(tvals, 1, tc), "owner": owners[row_chain], "service_port": service_port,
+        "endpoint": endpoint, "line": line, "lineno": np.fromiter(lineno, dtype="int64", count=n),
     }
     return _frame(pd, data, RULE_COLUMNS)
 
@@ -434,9 +593,10 @@ def _int_array(pd, values):
     """Counters as nullable integers (<NA> where the dump had no counters)."""
     import numpy as np
     n = len(values)
-    if n and None not in values:
+    missing = values.count(None)
+    if n and not missing:
         return pd.arrays.IntegerArray(np.fromiter(values, dtype="int64", count=n), np.zeros(n, dtype=bool))
-    if not any(v is not None for v in values):
+    if missing == n:
         return pd.arrays.IntegerArray(np.zeros(n, dtype="int64"), np.ones(n, dtype=bool))
     mask = np.fromiter((v is None for v in values), dtype=bool, count=n)
     data = np.fromiter((0 if v is None else v for v in values), dtype="int64", count=n)
@@ -460,7 +620,7 @@ def _chains_frame(rs: "Ruleset") -> "pd.DataFrame":
     facts = _facts(rs)
     keys = facts.keys
     objs = facts.chains
-    owners = [owner_of(t, n) for t, n in keys]
+    owners = facts.owners
     cols = {
         "table": [t for t, _n in keys],
         "chain": [n for _t, n in keys],
