@@ -41,9 +41,12 @@ def _backend(arg: str | None) -> str:
 
 def cmd_course(args) -> int:
     from ..course import find_notebooks, run_course
-    backend = _backend(args.backend)
+    from ..lab import choose_backend
+    # Resolve "auto" once, here: every notebook's kernel then gets the same backend, and the
+    # learner reads which one and why before the first notebook starts.
+    backend, why = choose_backend(_backend(args.backend))
     paths = find_notebooks(None, args.only)
-    print(f"k8slab course: {len(paths)} notebooks on backend {backend}", flush=True)
+    print(f"k8slab course: {len(paths)} notebooks on backend {why}", flush=True)
     runs = run_course(backend=backend, out=args.out, only=args.only, solutions=args.solutions,
                       in_place=args.in_place, html=not args.no_html, timeout=args.timeout,
                       report=lambda r: print(r.line(), flush=True))
