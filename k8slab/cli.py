@@ -14,8 +14,15 @@ from .errors import K8sLabError
 COMMANDS = ("rules", "trace", "render", "doctor", "lab", "course")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line on stderr and exit status 2, like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"k8slab: error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="k8slab",
         description="How traffic reaches a Pod: from kubectl port-forward to Ingress, down to iptables.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -503,8 +503,8 @@ def _port_forward(*, cluster, rules, host_rules, nodes, namespace, prefer, servi
             "PortForward)", f"{pnode.ip}:10250", "containerd streaming server", "control", ()),
         Hop(5, Component.RUNTIME, f"node {pnode.name}", f"enters the pod's network namespace and dials "
             f"127.0.0.1:{cport}", "127.0.0.1", f"127.0.0.1:{cport}", "control", ()),
-        Hop(6, Component.APP, _pod_place(pod), f"the app accepts on :{cport}; it sees the client as 127.0.0.1",
-            "127.0.0.1", f"{pod.ip}:{cport}", "data", ()),
+        Hop(6, Component.APP, _pod_place(pod), f"the app accepts on the pod's loopback, 127.0.0.1:{cport} "
+            f"(not {pod.ip}); it sees the client as 127.0.0.1", "127.0.0.1", f"127.0.0.1:{cport}", "data", ()),
     ]
     p = Path(Way.PORT_FORWARD, hops, "host", f"{pod.ip}:{cport}", False, notes=notes)
     p.probability = Fraction(1)

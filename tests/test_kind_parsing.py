@@ -161,6 +161,19 @@ def test_pod_problems_controller_pending(monkeypatch):
     assert "ingress-ready=true" in text and "kubectl label node k8slab-control-plane ingress-ready=true" in text
 
 
+def test_pod_problems_controller_pending_on_a_taken_host_port(monkeypatch):
+    # ingress-nginx >= v1.13 selects no ingress-ready label: Pending then means hostPort 80/443 is taken
+    monkeypatch.setenv("K8SLAB_FAKE_SCENARIO", "controller-pending")
+    pods = _fakecore.pods("k8slab")
+    ctl = next(p for p in pods if p["metadata"]["namespace"] == "ingress-nginx")
+    ctl["spec"]["nodeSelector"] = {"kubernetes.io/os": "linux"}
+    ctl["status"]["conditions"][0]["message"] = (
+        "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports.")
+    cls, text = k.explain_problems(k.pod_problems(pods), "kubectl", "k8slab")
+    assert cls is k.ControllerPending
+    assert "hostPort" in text and "kubectl get pods -A -o wide" in text and "label node" not in text
+
+
 def test_pod_problems_crash_and_healthy(monkeypatch):
     assert k.pod_problems(_fakecore.pods("k8slab")) == []
     monkeypatch.setenv("K8SLAB_FAKE_SCENARIO", "crash")

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import ROOT
 from k8slab.errors import ManifestError, NotFound
-from k8slab.model import (Cluster, ProxierSettings, container_id, ingress_routes, load_objects, match_route,
+from k8slab.model import (Cluster, ProxierSettings, container_id, ingress_routes, load_objects, match_route, nginx_conf,
                           render_kube_proxy, render_node_dump, render_portmap)
 from k8slab.netfilter import names
 
@@ -265,3 +265,43 @@ def test_ingress_routes_upstreams():
                         "{nginx.ingress.kubernetes.io/service-upstream: 'true'}}"))
     r = match_route(ingress_routes(c), "shop.example.com", "/")
     assert r.service_upstream and r.upstreams == (f"{c.service('url-shortener').cluster_ip}:80",)
+
+
+DEFAULT_BACKEND = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: with-default, namespace: default}
+spec:
+  ingressClassName: nginx
+  defaultBackend: {service: {name: url-shortener, port: {number: 80}}}
+  rules:
+  - host: a.example
+    http:
+      paths:
+      - {path: /x, pathType: Exact, backend: {service: {name: url-shortener, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: catch-all, namespace: default}
+spec:
+  ingressClassName: nginx
+  defaultBackend: {service: {name: url-shortener-nodeport, port: {number: 80}}}
+"""
+
+
+def test_ingress_default_backend_serves_its_own_hosts_and_only_a_ruleless_one_the_catch_all():
+    # ingress-nginx: an Ingress's defaultBackend answers the unmatched paths of its own hosts; the
+    # catch-all server "_" only takes the defaultBackend of an Ingress without rules.
+    c = course()
+    c.apply(load_objects("kind/manifests/app-nodeport.yaml"))
+    c.apply(load_objects(DEFAULT_BACKEND))
+    routes = ingress_routes(c)
+    assert match_route(routes, "a.example", "/x").service == "url-shortener"
+    unmatched = match_route(routes, "a.example", "/x/y")
+    assert unmatched.default and unmatched.service == "url-shortener"
+    other = match_route(routes, "unknown.host", "/")
+    assert other.default and other.service == "url-shortener-nodeport"
+    conf = nginx_conf(c)
+    a_server = conf[conf.index("server_name a.example;"):]
+    a_server = a_server[:a_server.index("\n    }")]
+    assert "location / {" in a_server and "proxy_pass http://default-url-shortener-80;" in a_server

@@ -1,6 +1,7 @@
 """kube-proxy renderer: kube-proxy's own expected rules, and what the kernel prints back."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import subprocess
@@ -207,3 +208,20 @@ def test_node_dump_parses_and_chain_hashes_check():
         pytest.skip("the parser's chains frame has no hash_ok column yet; hashes checked above")
     sub = frame[frame["chain"].str.match(r"KUBE-(SVC|SEP|EXT|SVL|FW)-")]
     assert len(sub) > 0 and sub["hash_ok"].all(), sub
+
+
+def test_save_form_ensures_kubelets_firewall_jumps_with_localhost_nodeports(shared_fixtures):
+    """With localhostNodePorts kube-proxy writes KUBE-FIREWALL and also ensures kubelet's jumps to it
+    (iptablesKubeletJumpChains), prepended after its own: first in INPUT and OUTPUT."""
+    g = shared_fixtures / "kube-proxy-golden"
+    c = Cluster.from_objects(load_objects(g / "overall-inputs.yaml"))
+    s = ProxierSettings.from_file(str(g / "overall-settings.yaml") + "#iptables")
+    assert s.localhost_node_ports
+    lines = render_kube_proxy(c.services, c.endpoint_slices(), s, form="save").splitlines()
+    for builtin in ("INPUT", "OUTPUT"):
+        rules = [l for l in lines if l.startswith(f"-A {builtin} ")]
+        assert rules[0] == f"-A {builtin} -j KUBE-FIREWALL", rules
+    no_local = ProxierSettings.from_file(str(g / "overall-settings.yaml") + "#iptables")
+    no_local = dataclasses.replace(no_local, localhost_node_ports=False)
+    text = render_kube_proxy(c.services, c.endpoint_slices(), no_local, form="save")
+    assert "-j KUBE-FIREWALL" not in text

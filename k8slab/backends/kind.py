@@ -467,7 +467,11 @@ def explain_problems(problems: list[PodProblem], kubectl: str, cluster: str) -> 
             if cls is RolloutFailed:
                 cls = ControllerPending
             fix = "no node matches the pod's node selector / tolerations"
-            if "ingress-ready" in p.image or "ingress-ready" in p.message or p.namespace == "ingress-nginx":
+            if "free ports" in p.message:
+                fix = ("the pod's hostPort (80/443 for the ingress controller) is already taken on every "
+                       f"node that fits: find the other pod with `{kubectl} get pods -A -o wide` and delete it, "
+                       "or run one controller replica per node")
+            elif "ingress-ready" in p.image or "ingress-ready" in p.message or p.namespace == "ingress-nginx":
                 fix = (f"the control-plane node needs the label ingress-ready=true: it comes from "
                        "kind/cluster.yaml (kubeadmConfigPatches, node-labels: \"ingress-ready=true\"); "
                        f"on a running cluster: `{kubectl} label node {cluster}-control-plane "

@@ -61,7 +61,10 @@ def ingress_routes(cluster: "Cluster", ingress_class: str = "nginx") -> list[Rou
         svc_up = ing.annotations.get(SERVICE_UPSTREAM, "").lower() == "true"
         items = [(r.host, p.path, p.path_type, p.backend, False) for r in ing.rules for p in r.paths]
         if ing.default_backend is not None:
-            items.append(("", "/", "Prefix", ing.default_backend, True))
+            # ingress-nginx: an Ingress's defaultBackend answers what none of its paths match on each
+            # of its hosts; only an Ingress with no rules at all takes over the catch-all server.
+            hosts = sorted({r.host for r in ing.rules if r.host}) if ing.rules else [""]
+            items += [(h, "/", "Prefix", ing.default_backend, True) for h in hosts]
         for host, path, ptype, backend, is_default in items:
             try:
                 svc = cluster.service(backend.service_name, ing.namespace)
@@ -120,11 +123,10 @@ def match_route(routes: list[Route], host: str, path: str = "/") -> Route | None
     prefixed = [r for r in candidates if r.path_type != "Exact" and _path_matches(r, path)]
     if prefixed:
         return max(prefixed, key=lambda r: len(r.path.rstrip("/")))
-    if server is None or server == "":
-        defaults = [r for r in routes if r.default]
-        if defaults:
-            return defaults[0]
-    return None
+    # nothing matched: the server's default (the first Ingress that brought this host, or the
+    # catch-all server's), else the controller's own default backend (404)
+    wanted = "" if server is None else server
+    return next((r for r in routes if r.default and r.host == wanted), None)
 
 
 def nginx_conf(cluster: "Cluster", *, listen_port: int = 80, prefix_dir: str = "/tmp/k8slab-nginx",
@@ -162,13 +164,15 @@ def nginx_conf(cluster: "Cluster", *, listen_port: int = 80, prefix_dir: str = "
         L.append("    }")
     L += ["", "    # the default server: no Ingress host matched (ingress-nginx's default backend answers 404)",
           "    server {", f"        listen {listen} default_server;", "        server_name _;"]
+    def default_for(host: str) -> Route | None:
+        return next((r for r in routes if r.default and r.host == host), None)
+
     catch_all = [r for r in routes if r.host == "" and not r.default]
-    defaults = [r for r in routes if r.default]
-    L += _locations(catch_all, defaults[0] if defaults else None)
+    L += _locations(catch_all, default_for(""))
     L.append("    }")
     for host in sorted({r.host for r in routes if r.host}):
         L += ["", "    server {", f"        listen {listen};", f"        server_name {host};"]
-        L += _locations([r for r in routes if r.host == host and not r.default], None)
+        L += _locations([r for r in routes if r.host == host and not r.default], default_for(host))
         L.append("    }")
     L.append("}")
     return "\n".join(L) + "\n"

@@ -47,6 +47,12 @@ JUMP_CHAINS = (
     ("nat", KUBE_SERVICES, "PREROUTING", "kubernetes service portals", ()),
     ("nat", KUBE_POSTROUTING, "POSTROUTING", "kubernetes postrouting rules", ()),
 )
+# iptablesKubeletJumpChains: kubelet's KUBE-FIREWALL jumps, which kube-proxy also ensures when it
+# writes its own copy of KUBE-FIREWALL (localhostNodePorts). No comment; prepended after the above.
+KUBELET_JUMP_CHAINS = (
+    ("filter", KUBE_FIREWALL, "INPUT", "", ()),
+    ("filter", KUBE_FIREWALL, "OUTPUT", "", ()),
+)
 
 
 @dataclass(frozen=True)
@@ -406,12 +412,15 @@ def kube_proxy_tables(services: Iterable[Service], endpoint_slices: Iterable[End
         order = first + sorted(c for c in w.chains[name] if c not in first)
         t = Table(name)
         if jumps:
-            for table, chain, builtin, text, extra in reversed(JUMP_CHAINS):
+            # each jump is prepended in turn, so the last one ensured ends up first
+            ensured = JUMP_CHAINS + (KUBELET_JUMP_CHAINS if KUBE_FIREWALL in w.chains["filter"] else ())
+            for table, chain, builtin, text, extra in reversed(ensured):
                 if table == name:
                     t.declare(builtin)
-            for table, chain, builtin, text, extra in reversed(JUMP_CHAINS):
+            for table, chain, builtin, text, extra in reversed(ensured):
                 if table == name:
-                    t.add(builtin, *extra, "-m", "comment", "--comment", text, "-j", chain)
+                    comment = ("-m", "comment", "--comment", text) if text else ()
+                    t.add(builtin, *extra, *comment, "-j", chain)
         t.declare(*order)
         for c in order:
             t.rules.extend(w.rules[name].get(c, []))

@@ -889,6 +889,32 @@ class _State:
             self.dirty_chains.append(chain)
 
 
+# The kube-proxy fast path: one anchored regex that accepts (and so fully validates) only the
+# shapes kube-proxy writes tens of thousands of times, and extracts their view facts in one match():
+#   -A KUBE-SERVICES -d VIP/32 -p tcp -m comment --comment "ns/svc:port cluster IP" -m tcp --dport N -j KUBE-SVC-X
+#   -A KUBE-SVC-X ! -s POD_CIDR -d VIP/32 -p tcp -m comment --comment "..." -m tcp --dport N -j KUBE-MARK-MASQ
+#   -A KUBE-SVC-X -m comment --comment "..." -m statistic --mode random --probability P -j KUBE-SEP-Y
+#   -A KUBE-SEP-Y -s EP/32 -m comment --comment "..." -j KUBE-MARK-MASQ
+#   -A KUBE-SEP-Y -p tcp -m comment --comment "..." -m tcp -j DNAT --to-destination EP:PORT
+# Anything else (other order, other options, quotes or backslashes inside, spaces doubled, trailing
+# blanks) does not match and takes the general path below, which gives the same facts for these
+# lines. Groups: chain, header text, " !" of -s, -s, -d, -p, comment, the service port that starts
+# the comment (as views.service_port_of finds it), port module, --dport, probability, DNAT
+# destination, plain target.
+_KP_RULE_RE = re.compile(
+    r'-A ([A-Za-z0-9_][-A-Za-z0-9_.]*)'
+    r'((?:( !)? -s ([0-9a-fA-F.:]+/[0-9]+))?(?: -d ([0-9a-fA-F.:]+/[0-9]+))?(?: -p (tcp|udp|sctp))?)'
+    r' -m comment --comment "(([a-z0-9][-a-z0-9.]*/[a-z0-9][-a-z0-9.]*(?::[-a-z0-9]*)?)(?: [^"\\]*)?|[^"\\]*)"'
+    r'(?: -m (tcp|udp|sctp)(?: --dport ([0-9]+))?)?'
+    r'(?: -m statistic --mode random --probability ([0-9.]+))?'
+    r' -j (?:DNAT --to-destination ([0-9a-fA-F.:\[\]]+)|([A-Za-z0-9_][-A-Za-z0-9_]*))\Z')
+# match_info's "modules" text by (port module, has statistic)
+_KP_MODULES = {(None, False): "comment", (None, True): "comment,statistic"}
+for _m in ("tcp", "udp", "sctp"):
+    _KP_MODULES[(_m, False)] = "comment," + _m
+    _KP_MODULES[(_m, True)] = "comment," + _m + ",statistic"
+
+
 def parse(text: str, source: str | None = None, *, strict: bool = False) -> Ruleset:
     """Parse iptables-save / iptables-restore text into a :class:`Ruleset` (see the module docstring)."""
     if not isinstance(text, str):
@@ -908,15 +934,56 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
     scan_head = _scan_head
     scan_matches = _scan_matches
     standard = STANDARD_TARGETS
-    h_vals, m_vals = cache.h_vals, cache.m_vals
+    h_vals, m_vals, t_vals = cache.h_vals, cache.m_vals, cache.t_vals
+    kp_match = _KP_RULE_RE.match
+    kp_modules = _KP_MODULES
+    kp_minfos: dict = {}    # match info -> its code, for the kube-proxy fast path
+    policies, chain_name_ok, lazy_chain = _POLICIES, _CHAIN_NAME_RE.match, LazyChain
     chains = table = targets = None
     lineno = 0
     gc_was_enabled = gc.isenabled()
     gc.disable()        # hundreds of thousands of new objects, no cycles among them
     try:
         for lineno, line in enumerate(lines, 1):
-            # The hot path: "[pkts:bytes] -A CHAIN ..." of a known chain, checked by cached pieces.
             c = line[:1]
+            if c == "-" and chains is not None:
+                # The kube-proxy fast path (see _KP_RULE_RE): the whole line in one match().
+                m = kp_match(line)
+                if m is not None:
+                    (name, head, neg, src, dst, proto, comment, spn, mod, dport, prob, dnat_to,
+                     target) = m.groups()
+                    pend = getattr(chains.get(name), "_pending", None)
+                    # " -m " inside the comment: the general path splits there and then takes
+                    # the token-by-token path; leave such (odd) lines to it
+                    if pend is not None and " -m " not in comment:
+                        if head:
+                            hv = heads.get(head)
+                            if hv is None:
+                                hv = heads[head] = len(h_vals)
+                                h_vals.append((("!" + src if neg else src) if src else None, dst, proto,
+                                               None, None))
+                        else:
+                            hv = 0
+                        if spn is None:
+                            spn = service_port_of(comment)
+                        info = (kp_modules[mod, prob is not None], comment, None, dport, prob, spn)
+                        mc = kp_minfos.get(info)
+                        if mc is None:
+                            mc = kp_minfos[info] = len(m_vals)
+                            m_vals.append(info)
+                        if dnat_to is not None:
+                            target = "DNAT"
+                            t_vals.append((dnat_to, dnat_to))
+                            tinfo = len(t_vals) - 1
+                            ext_targets.add((table, "DNAT"))
+                        else:
+                            tinfo = 0
+                            if target not in standard:
+                                targets.add(target)
+                        pend += (len(pend) // 9 + 1, target, None, None, line, lineno, hv, mc,
+                                 tinfo)
+                        continue
+            # The general hot path: "[pkts:bytes] -A CHAIN ..." of a known chain, checked by cached pieces.
             if (c == "-" or c == "[") and chains is not None and "\\" not in line:
                 pk = by = None
                 body = line
@@ -993,9 +1060,9 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
             elif c == ":" and chains is not None:
                 # a chain declaration ":NAME POLICY [pkts:bytes]" of a new chain
                 parts = line[1:].split()
-                if len(parts) == 3 and parts[1] in _POLICIES and parts[0] not in chains \
-                        and parts[0][0] not in "-!" and _CHAIN_NAME_RE.match(parts[0]):
-                    cnt = parts[2]
+                if len(parts) == 3 and parts[1] in policies and parts[0] not in chains \
+                        and parts[0][0] not in "-!" and chain_name_ok(parts[0]):
+                    name, policy, cnt = parts
                     if cnt == "[0:0]":
                         pk = by = 0
                     else:
@@ -1005,9 +1072,8 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
                         else:
                             pk, by = int(m.group(1)), int(m.group(2))
                     if pk != -1:
-                        policy = parts[1]
-                        chains[parts[0]] = LazyChain(table, parts[0], None if policy == "-" else policy, pk, by,
-                                                     None, True, cache)
+                        chains[name] = lazy_chain(table, name, None if policy == "-" else policy, pk, by,
+                                                  None, True, cache)
                         continue
             if not line:
                 continue
