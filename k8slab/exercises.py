@@ -335,7 +335,7 @@ def _nat_rules_moved_by_port_forward(lab) -> int:
     with lab.port_forward(f"svc/{APP}", local_port=18080, remote_port=80) as pf:
         with lab.counters() as c:
             lab.request(f"http://127.0.0.1:{pf.local_port}/whoami")
-    return int((c.frame["table"] == "nat").sum())
+    return len(c.translations)
 
 
 def _nodeport_client(lab):
@@ -472,13 +472,14 @@ _EXERCISES = [
                  "port-forward is not a network path into the pod: the container runtime enters the pod's "
                  "network namespace and dials localhost there, so the app sees a loopback client",
                  "look at the last hop of lab.path('port-forward')"])),
-    Exercise("02.nat_rules", "How many NAT rules count a packet when you request through port-forward?",
+    Exercise("02.nat_rules", "How many address-translating rules (DNAT, SNAT, MASQUERADE) count a packet when "
+             "you request through port-forward?",
              "0", "3",
              _nat_rules_moved_by_port_forward,
-             same_number("nat rules that counted packets", _h(
+             same_number("translating rules that counted packets", _h(
                  "the bytes travel inside the kubectl -> API server -> kubelet stream; the pod is reached via "
                  "localhost in its own namespace, so no DNAT rule on the node ever sees a new connection",
-                 "re-run the `with lab.counters()` cell and read c.frame"))),
+                 "re-run the `with lab.counters()` cell and read c.translations"))),
     Exercise("02.components", "Which components carry a port-forward request? (a list of component names)",
              '["kubectl", "API server", "kubelet", "container runtime", "app"]', '["kube-proxy", "app"]',
              lambda lab: [c.value for c in lab.path("port-forward").components if c.value != "client"],
@@ -541,7 +542,7 @@ _EXERCISES = [
              '{"CNI-HOSTPORT-DNAT": "kube-proxy", "KUBE-NODEPORTS": "kube-proxy"}',
              _owner_map,
              same_mapping("chain owners", _h("the chain's prefix names its author: KUBE-* kube-proxy, CNI-* the "
-                                             "CNI plugin the kubelet called when the pod started"))),
+                                             "CNI plugin the container runtime called when the pod started"))),
     # 06 ingress
     Exercise("06.new_pods", "Apply an Ingress: how many new pods and listening sockets appear? "
              "(a dict with new_pods and new_sockets)",

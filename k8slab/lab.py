@@ -22,9 +22,9 @@ CLASS_NAMES = {"kind": "KindBackend", "netns": "NetnsBackend", "sim": "SimBacken
 FIXES = {
     "kind": "install Docker and kind (https://kind.sigs.k8s.io/docs/user/quick-start/), start the "
             "Docker daemon, or use Lab(backend='sim')",
-    "netns": "run as root on Linux with iptables, iproute2, nginx and the CNI plugins installed "
-             "(apt-get install -y iptables iproute2 nginx-light containernetworking-plugins), "
-             "or use Lab(backend='sim')",
+    "netns": "run as root on Linux with iptables, conntrack, iproute2, nginx and the CNI plugins "
+             "installed (apt-get install -y iptables conntrack nginx-light containernetworking-plugins "
+             "iproute2), or use Lab(backend='sim')",
     "sim": "the sim backend needs nothing but this package; reinstall k8slab (pip install -e .)",
 }
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -192,7 +192,7 @@ def _labels(obj: dict) -> dict:
 
 
 FRAME_COLUMNS = {
-    "nodes": ["name", "role", "ip", "pod_cidr"],
+    "nodes": ["name", "role", "ip", "pod_cidr", "runs_as"],
     "pods": ["namespace", "name", "node", "ip", "ready", "host_ports", "app"],
     "services": ["namespace", "name", "type", "cluster_ip", "external_ip", "ports"],
     "endpoints": ["namespace", "service", "port_name", "endpoint", "ready", "node"],
@@ -211,7 +211,8 @@ def object_rows(kind: str, objects: list[dict], nodes: list[NodeInfo]) -> list[d
     """API-shaped dicts -> rows of the ``get(kind)`` frame (pure)."""
     rows: list[dict] = []
     if kind == "nodes":
-        return [{"name": n.name, "role": n.role, "ip": n.ip, "pod_cidr": n.pod_cidr} for n in nodes]
+        return [{"name": n.name, "role": n.role, "ip": n.ip, "pod_cidr": n.pod_cidr, "runs_as": n.runs_as}
+                for n in nodes]
     for obj in objects:
         meta = obj.get("metadata") or {}
         spec = obj.get("spec") or {}
@@ -292,6 +293,15 @@ class CounterWatch:
         after = self.lab._fresh_ruleset(self.node)
         self.frame = self.lab._label(counter_delta(self._before, after, _owner_of()))
         self.frame.attrs["node"] = self.node
+
+    @property
+    def translations(self):
+        """The moved rules that rewrite an address (DNAT, SNAT, MASQUERADE). On a live node other
+        traffic (kubelet's probes, DNS) also walks the built-in chains while you watch, but it is not
+        translated by your Service's or hostPort's rules: this is the view to compare paths with."""
+        if self.frame is None:
+            raise LabStateError("counters are read when the with-block ends; use them after it")
+        return self.frame[self.frame["target"].isin(["DNAT", "SNAT", "MASQUERADE"])]
 
     def moved(self, chain_prefix: str) -> bool:
         """True when a rule of a chain whose name starts with ``chain_prefix`` counted packets."""

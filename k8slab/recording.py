@@ -254,7 +254,8 @@ def load(dir: str | FsPath) -> Recording:
         return (root / rel).read_text(encoding="utf-8")
 
     def node_info(d: dict) -> NodeInfo:
-        return NodeInfo(d["name"], d["role"], d["ip"], d["pod_cidr"], tuple(d.get("local_ips") or ()))
+        return NodeInfo(d["name"], d["role"], d["ip"], d["pod_cidr"], tuple(d.get("local_ips") or ()),
+                        d.get("runs_as", ""))
 
     paths = {}
     for way, rel in (files.get("paths") or {}).items():

@@ -298,6 +298,7 @@ def test_nodes_combine_kubectl_and_docker(up, ft):
     assert (node.name, node.role, node.ip, node.pod_cidr) == ("k8slab-control-plane", "control-plane", "172.18.0.2",
                                                              "10.244.0.0/24")
     assert node.local_ips == ("127.0.0.1", "172.18.0.2", "10.244.0.1")
+    assert node.runs_as.startswith("Docker container k8slab-control-plane (kindest/node:")   # a node is a container
     assert ["inspect", "k8slab-control-plane"] in ft.argvs("docker")
 
 

@@ -144,7 +144,7 @@ def test_doctor_frame():
 def test_get_frames_have_the_documented_columns():
     lab = course_lab()
     expected = {
-        "nodes": ["name", "role", "ip", "pod_cidr"],
+        "nodes": ["name", "role", "ip", "pod_cidr", "runs_as"],
         "pods": ["namespace", "name", "node", "ip", "ready", "host_ports", "app"],
         "services": ["namespace", "name", "type", "cluster_ip", "external_ip", "ports"],
         "endpoints": ["namespace", "service", "port_name", "endpoint", "ready", "node"],

@@ -548,3 +548,60 @@ def test_importing_the_package_does_not_import_the_tracer():
             "assert 'pandas' not in sys.modules; print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+# --- addresses are checked on every path (kube-proxy fast path, header cache, token by token) ---
+
+@pytest.mark.parametrize("line", [
+    '-A PREROUTING -s 1.2.3.4/99 -j ACCEPT',                                              # header cache
+    '-A KUBE-SEP-X -s 10.244.0.999/32 -m comment --comment "default/x:http" -j KUBE-MARK-MASQ',   # fast path
+    '-A PREROUTING -m comment --comment "x y" -d 10.0.0.1/33 -j ACCEPT',                  # token by token
+    '-A PREROUTING ! -d ::1/129 -j ACCEPT',
+])
+def test_a_malformed_address_is_a_parse_error_naming_the_line(line):
+    text = f"*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SEP-X - [0:0]\n{line}\nCOMMIT\n"
+    with pytest.raises(ParseError) as err:
+        parse(text)
+    assert err.value.lineno == 4 and err.value.line == line
+
+
+def test_the_same_bad_header_fails_after_a_good_line_used_the_fast_path():
+    good = '-A KUBE-SEP-X -s 10.244.0.9/32 -m comment --comment "default/x:http" -j KUBE-MARK-MASQ'
+    bad = '-A KUBE-SEP-X -s 10.244.0.9/40 -m comment --comment "default/x:http" -j KUBE-MARK-MASQ'
+    text = f"*nat\n:KUBE-SEP-X - [0:0]\n{good}\n{bad}\n{bad}\nCOMMIT\n"
+    with pytest.raises(ParseError) as err:
+        parse(text)
+    assert err.value.lineno == 4
+
+
+def test_addresses_that_are_not_numeric_or_use_a_dotted_mask_are_kept():
+    rs = parse("*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -s 10.0.0.0/255.0.0.0 -d myhost -j ACCEPT\n"
+               "-A PREROUTING -d fd00::1/128 -j ACCEPT\nCOMMIT\n")
+    assert list(rs.rules["src"].fillna("")) == ["10.0.0.0/255.0.0.0", ""]
+    assert list(rs.rules["dst"]) == ["myhost", "fd00::1/128"]
+
+
+def test_kube_proxy_fast_path_gives_what_the_general_path_gives(monkeypatch, tmp_path):
+    """The anchored regex for kube-proxy's own rule shapes is an optimisation only: with it disabled
+    (every line takes the general path), the frames and the Rule objects are identical."""
+    import re
+    import subprocess
+    import sys
+    from pandas.testing import assert_frame_equal
+    from k8slab.netfilter import parser as P
+    from conftest import ROOT
+    dump = tmp_path / "kp.rules"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gen_dump.py"), "--services", "40",
+                    "--endpoints", "3", "-o", str(dump)], check=True)
+    text = dump.read_text()
+    fast = parse(text)
+    fast_rules, fast_chains = fast.rules, fast.chains
+    fast_objs = [(r.table, r.chain, r.position, r.line, r.source, r.destination, r.protocol, r.matches,
+                  r.target, r.target_options) for r in fast.iter_rules()]
+    assert P._KP_RULE_RE.match(next(l for l in text.splitlines() if l.startswith("-A KUBE-SEP-")))
+    monkeypatch.setattr(P, "_KP_RULE_RE", re.compile(r"(?!)"))     # never matches
+    slow = parse(text)
+    assert_frame_equal(fast_rules, slow.rules)
+    assert_frame_equal(fast_chains, slow.chains)
+    assert fast_objs == [(r.table, r.chain, r.position, r.line, r.source, r.destination, r.protocol,
+                          r.matches, r.target, r.target_options) for r in slow.iter_rules()]

@@ -41,6 +41,7 @@ class NodeInfo:
     ip: str                   # the node's address on the Docker network "kind"
     pod_cidr: str
     local_ips: tuple[str, ...]  # what addrtype LOCAL matches on that node (incl. 127.0.0.1)
+    runs_as: str = ""           # what the node is on this backend: a Docker container, a netns, a model
 
 
 @dataclass

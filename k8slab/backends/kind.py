@@ -1280,12 +1280,14 @@ class KindBackend(Backend):
         items = self._kubectl_json("get", "nodes").get("items", [])
         names = [i["metadata"]["name"] for i in items]
         ips: dict[str, str] = {}
+        images: dict[str, str] = {}
         if names:
             res = self._docker("inspect", *names, check=False)
             for c in json.loads(res.stdout or "[]"):
                 nets = (c.get("NetworkSettings") or {}).get("Networks") or {}
                 net = nets.get("kind") or next(iter(nets.values()), {})
                 ips[c.get("Name", "").lstrip("/")] = net.get("IPAddress", "")
+                images[c.get("Name", "").lstrip("/")] = (c.get("Config") or {}).get("Image", "")
         out = []
         for item in items:
             name = item["metadata"]["name"]
@@ -1296,7 +1298,9 @@ class KindBackend(Backend):
             res = self._exec(name, "ip", "-4", "-o", "addr", "show", check=False)
             local = parse_ip_addrs(res.stdout) if res.ok else []
             local_ips = tuple(dict.fromkeys(["127.0.0.1", *([ip] if ip else []), *local]))
-            out.append(NodeInfo(name, role, ip, item.get("spec", {}).get("podCIDR", ""), local_ips))
+            image = images.get(name)
+            runs_as = f"Docker container {name}" + (f" ({image})" if image else "")
+            out.append(NodeInfo(name, role, ip, item.get("spec", {}).get("podCIDR", ""), local_ips, runs_as))
         return out
 
     def _node(self, node: str | None) -> str:

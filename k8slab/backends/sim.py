@@ -195,7 +195,8 @@ class SimBackend(Backend):
         c = self._need()
         out = []
         for n in c.nodes:
-            out.append(NodeInfo(n.name, n.role, n.ip, n.pod_cidr, self._local_ips(n)))
+            out.append(NodeInfo(n.name, n.role, n.ip, n.pod_cidr, self._local_ips(n),
+                                f"Docker container {n.name} (modelled: nothing runs)"))
         return out
 
     @staticmethod

@@ -38,6 +38,9 @@ Speed. A 16 MB dump of 110,000 rules (``benchmarks/gen_dump.py``) should parse, 
 views, in about a second (``benchmarks/netfilter.py`` measures it); a token-by-token parse of every
 line takes several times that in Python. So:
 
+* the five rule shapes kube-proxy writes per service and endpoint (``KUBE-SERVICES``, ``KUBE-SVC-*``
+  and ``KUBE-SEP-*`` rules, most of a big dump) are checked and taken apart by one anchored regex
+  (``_KP_RULE_RE``) in a single ``match()``; a line it does not match goes on to the general path:
 * an ``-A`` line is cut with ``str.split`` at ``" -m "`` and ``" -j "``; each distinct piece of text
   (the header, every ``-m ...`` piece, the ``-j ...`` part) is checked once and its view facts
   (addresses, ports, comment, probability, DNAT destination) are cached by its text;
@@ -54,7 +57,9 @@ line takes several times that in Python. So:
 """
 from __future__ import annotations
 
+import functools
 import gc
+import ipaddress
 import re
 import sys
 from collections import Counter
@@ -311,6 +316,10 @@ def _parse_spec(toks: list[str], i: int, cache: _Interner):
                 i += 1
             if not v or _is_flag(v) or v == "!":
                 raise _RuleSpecError(f"{t} needs a value")
+            if k <= _DST:
+                why = _bad_address(v)
+                if why:
+                    raise _RuleSpecError(f"{t} {why}")
             amap = cache.naddrs if neg else cache.addrs
             a = amap.get(v)
             if a is None:
@@ -547,6 +556,33 @@ def _match(mod: str, opts: list, cache: _Interner) -> Match:
 # ---------------------------------------------------------------------------------------------------
 # The parse-time scan: text pieces -> (validity, view facts), without building rule objects
 
+_NUMERIC_ADDR = re.compile(r"[0-9a-fA-F.:]+(?:/[0-9a-fA-F.:]*)?\Z")
+
+
+@functools.lru_cache(maxsize=65536)
+def _bad_address(value: str) -> str | None:
+    """Why ``-s``/``-d`` ``value`` is not an address (None when it is). A numeric value must be an
+    IPv4/IPv6 address with an optional prefix length or dotted mask; anything else is left alone
+    (restore input may name a host, which iptables resolves when it loads the rule)."""
+    if not _NUMERIC_ADDR.match(value):
+        return None
+    addr, _, mask = value.partition("/")
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return f"{value!r} is not an IP address"
+    if mask:
+        if mask.isdigit():
+            if int(mask) > ip.max_prefixlen:
+                return f"{value!r}: a prefix length of at most {ip.max_prefixlen}"
+        else:
+            try:
+                ipaddress.ip_address(mask)
+            except ValueError:
+                return f"{value!r}: the mask is neither a prefix length nor an address"
+    return None
+
+
 def _scan_head(head: str):
     """The IP-header part of a rule (between the chain name and the first ``-m``/``-j``):
     its header_info when it holds only ``[!] -s/-d/-p/-i/-o VALUE`` pairs, else False (the line
@@ -571,8 +607,11 @@ def _scan_head(head: str):
         v = toks[i + 1]
         if v == "!" or (v[0] == "-" and _is_flag(v)):
             return False
-        if k < 2 and "/" not in v:
-            v = canonical_cidr(v)
+        if k < 2:
+            if _bad_address(v):
+                return False            # the token-by-token path raises the ParseError
+            if "/" not in v:
+                v = canonical_cidr(v)
         fields[k] = "!" + v if neg else v
         i += 2
     return tuple(fields)
@@ -890,24 +929,28 @@ class _State:
 
 
 # The kube-proxy fast path: one anchored regex that accepts (and so fully validates) only the
-# shapes kube-proxy writes tens of thousands of times, and extracts their view facts in one match():
-#   -A KUBE-SERVICES -d VIP/32 -p tcp -m comment --comment "ns/svc:port cluster IP" -m tcp --dport N -j KUBE-SVC-X
-#   -A KUBE-SVC-X ! -s POD_CIDR -d VIP/32 -p tcp -m comment --comment "..." -m tcp --dport N -j KUBE-MARK-MASQ
+# shapes kube-proxy writes tens of thousands of times, and gives their view facts in one match():
+#   -A KUBE-SERVICES -d VIP/32 -p tcp -m comment --comment "ns/svc:port cluster IP" -m tcp --dport N
+#      -j KUBE-SVC-X
+#   -A KUBE-SVC-X ! -s POD_CIDR -d VIP/32 -p tcp -m comment --comment "..." -m tcp --dport N
+#      -j KUBE-MARK-MASQ
 #   -A KUBE-SVC-X -m comment --comment "..." -m statistic --mode random --probability P -j KUBE-SEP-Y
 #   -A KUBE-SEP-Y -s EP/32 -m comment --comment "..." -j KUBE-MARK-MASQ
 #   -A KUBE-SEP-Y -p tcp -m comment --comment "..." -m tcp -j DNAT --to-destination EP:PORT
-# Anything else (other order, other options, quotes or backslashes inside, spaces doubled, trailing
-# blanks) does not match and takes the general path below, which gives the same facts for these
-# lines. Groups: chain, header text, " !" of -s, -s, -d, -p, comment, the service port that starts
-# the comment (as views.service_port_of finds it), port module, --dport, probability, DNAT
-# destination, plain target.
+# Anything else (another order or option, quotes or backslashes inside, doubled or trailing
+# blanks) does not match and takes the general path, which gives the same facts for these lines.
 _KP_RULE_RE = re.compile(
-    r'-A ([A-Za-z0-9_][-A-Za-z0-9_.]*)'
-    r'((?:( !)? -s ([0-9a-fA-F.:]+/[0-9]+))?(?: -d ([0-9a-fA-F.:]+/[0-9]+))?(?: -p (tcp|udp|sctp))?)'
-    r' -m comment --comment "(([a-z0-9][-a-z0-9.]*/[a-z0-9][-a-z0-9.]*(?::[-a-z0-9]*)?)(?: [^"\\]*)?|[^"\\]*)"'
-    r'(?: -m (tcp|udp|sctp)(?: --dport ([0-9]+))?)?'
-    r'(?: -m statistic --mode random --probability ([0-9.]+))?'
-    r' -j (?:DNAT --to-destination ([0-9a-fA-F.:\[\]]+)|([A-Za-z0-9_][-A-Za-z0-9_]*))\Z')
+    r'-A ([A-Za-z0-9_][-A-Za-z0-9_.]*)'                 # 1 chain
+    r'((?:( !)? -s ([0-9a-fA-F.:]+/[0-9]+))?'           # 2 header text, 3 " !", 4 -s CIDR
+    r'(?: -d ([0-9a-fA-F.:]+/[0-9]+))?'                 # 5 -d CIDR
+    r'(?: -p (tcp|udp|sctp))?)'                         # 6 -p
+    r' -m comment --comment "('                         # 7 comment (no quote, no backslash) ...
+    r'([a-z0-9][-a-z0-9.]*/[a-z0-9][-a-z0-9.]*(?::[-a-z0-9]*)?)(?: [^"\\]*)?'  # 8 ... that starts
+    r'|[^"\\]*)"'                                       # with a service port (views._SPN_RE), or not
+    r'(?: -m (tcp|udp|sctp)(?: --dport ([0-9]+))?)?'    # 9 port module, 10 --dport
+    r'(?: -m statistic --mode random --probability ([0-9.]+))?'                # 11 probability
+    r' -j (?:DNAT --to-destination ([0-9a-fA-F.:\[\]]+)'  # 12 DNAT destination
+    r'|([A-Za-z0-9_][-A-Za-z0-9_]*))\Z')                 # 13 or a target without options
 # match_info's "modules" text by (port module, has statistic)
 _KP_MODULES = {(None, False): "comment", (None, True): "comment,statistic"}
 for _m in ("tcp", "udp", "sctp"):
@@ -936,6 +979,7 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
     standard = STANDARD_TARGETS
     h_vals, m_vals, t_vals = cache.h_vals, cache.m_vals, cache.t_vals
     kp_match = _KP_RULE_RE.match
+    bad_address = _bad_address
     kp_modules = _KP_MODULES
     kp_minfos: dict = {}    # match info -> its code, for the kube-proxy fast path
     policies, chain_name_ok, lazy_chain = _POLICIES, _CHAIN_NAME_RE.match, LazyChain
@@ -955,8 +999,13 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
                     pend = getattr(chains.get(name), "_pending", None)
                     # " -m " inside the comment: the general path splits there and then takes
                     # the token-by-token path; leave such (odd) lines to it
-                    if pend is not None and " -m " not in comment:
-                        if head:
+                    # a header seen for the first time has its addresses checked here; one the
+                    # general path found wrong (cached False) goes there again, to its ParseError
+                    hv0 = heads.get(head) if head else 0
+                    if (pend is not None and " -m " not in comment and hv0 is not False
+                            and (hv0 is not None
+                                 or not ((src and bad_address(src)) or (dst and bad_address(dst))))):
+                        if head:    # _scan_head()'s info, cached by the same text
                             hv = heads.get(head)
                             if hv is None:
                                 hv = heads[head] = len(h_vals)
@@ -964,8 +1013,9 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
                                                None, None))
                         else:
                             hv = 0
-                        if spn is None:
+                        if spn is None:     # the regex found none at the start; look further
                             spn = service_port_of(comment)
+                        # match_info() of these matches, deduplicated (kube-proxy repeats comments)
                         info = (kp_modules[mod, prob is not None], comment, None, dport, prob, spn)
                         mc = kp_minfos.get(info)
                         if mc is None:
@@ -980,8 +1030,8 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
                             tinfo = 0
                             if target not in standard:
                                 targets.add(target)
-                        pend += (len(pend) // 9 + 1, target, None, None, line, lineno, hv, mc,
-                                 tinfo)
+                        # the same 9 flat slots (see ENTRY) as the general path below
+                        pend += (len(pend) // 9 + 1, target, None, None, line, lineno, hv, mc, tinfo)
                         continue
             # The general hot path: "[pkts:bytes] -A CHAIN ..." of a known chain, checked by cached pieces.
             if (c == "-" or c == "[") and chains is not None and "\\" not in line:

@@ -320,7 +320,8 @@ class NetnsBackend(Backend):
             local = ["127.0.0.1", n.ip]
             if any(p.node == n.name for p in self._pods.values()):
                 local.append(self._gateway(n))    # on every pod veth's node end
-            out.append(NodeInfo(n.name, n.role, n.ip, n.pod_cidr, tuple(local)))
+            out.append(NodeInfo(n.name, n.role, n.ip, n.pod_cidr, tuple(local),
+                                f"network namespace {n.netns} (standing in for the Docker container)"))
         return out
 
     def _gateway(self, node: NodeNet) -> str:
