@@ -304,6 +304,40 @@ def test_ingress_routes_by_host(lab):
     assert other.status == 404 and "default backend" in other.body
 
 
+PATHS_INGRESS = """
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: by-path, namespace: default}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: paths.localtest.me
+    http:
+      paths:
+      - {path: /whoami, pathType: Exact, backend: {service: {name: url-shortener, port: {number: 80}}}}
+      - {path: /, pathType: Prefix, backend: {service: {name: not-deployed, port: {number: 80}}}}
+"""
+
+
+def test_ingress_routes_by_path_on_the_real_nginx(lab):
+    """Same host, two paths: /whoami goes to the app; / goes to a Service that does not exist, which
+    the real nginx answers with 503 (no upstream), as the model's routing table predicts."""
+    import yaml
+    from k8slab.model import ingress_routes, match_route
+    lab.apply([d for d in yaml.safe_load_all(PATHS_INGRESS) if d])
+    try:
+        routes = ingress_routes(lab.model())
+        assert match_route(routes, "paths.localtest.me", "/whoami").service == "url-shortener"
+        assert match_route(routes, "paths.localtest.me", "/other").service == "not-deployed"
+        hit = lab.request("http://paths.localtest.me:8080/whoami")
+        miss = lab.request("http://paths.localtest.me:8080/other")
+        assert hit.ok and hit.pod in app_pods(lab), hit.error
+        assert miss.status == 503 and miss.whoami is None
+    finally:
+        lab.delete("ingress", "by-path")
+    assert "paths.localtest.me" not in lab.ingress_config()
+
+
 def test_ingress_host_name_resolves_without_dns(lab):
     """The learner's URL, http://shortener.localtest.me:8080/, works on a machine with no DNS:
     localtest.me names are answered with 127.0.0.1 (as public DNS does), the Host header is the name."""

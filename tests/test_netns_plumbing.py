@@ -137,3 +137,32 @@ def test_root_snapshot_sees_the_root_namespace(lab):
     assert "links" in snap and "lo" in snap["links"] and "sysctl net/ipv4/ip_forward" in snap
     json.dumps(snap)
     assert tx.node_veth_ifname(lab, 0) not in snap["links"]
+
+
+def test_k8slab_down_force_removes_a_crashed_lab_from_the_command_line(lab, capsys):
+    from k8slab.cli import main
+    for ns in (f"{lab}-host", f"{lab}-pod-x"):
+        pl.netns_add(lab, ns)
+    assert main(["down", "--force", "--backend", "netns", lab]) == 0
+    out = capsys.readouterr().out
+    assert f"netns {lab}-host" in out and f"netns {lab}-pod-x" in out
+    assert not [n for n in pl.netns_list() if n.startswith(f"{lab}-")]
+    assert main(["down", "--force", "--backend", "netns", lab]) == 0
+    assert "nothing of lab" in capsys.readouterr().out
+
+
+def test_refused_without_root_with_the_reason(monkeypatch):
+    from k8slab.backends.netns import NetnsBackend
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    ok, why = NetnsBackend.available()
+    assert not ok and "needs root" in why
+
+
+def test_refused_without_the_tools_with_the_apt_line(monkeypatch):
+    from k8slab.backends.netns import NetnsBackend
+    from k8slab.backends.netns import backend as nb
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(nb, "_missing_tools", lambda: ["conntrack", "/usr/lib/cni/portmap"])
+    ok, why = NetnsBackend.available()
+    assert not ok and "conntrack" in why
+    assert "apt-get install -y iptables conntrack nginx-light containernetworking-plugins iproute2" in why

@@ -49,3 +49,23 @@ def test_nbval_on_sim(path):
          "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), str(path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+
+
+def test_the_course_with_solutions_filled_in_passes_every_check(tmp_path):
+    """One source for exercise and solution: `k8slab course --solutions` writes each solution into its
+    exercise cell and runs the notebooks; every check must then say the prediction is right."""
+    import nbformat
+    from k8slab.course import run_course
+    runs = run_course(backend="sim", out=tmp_path, solutions=True, html=False)
+    assert [r.ok for r in runs] == [True] * len(NOTEBOOKS), [(r.name, r.error) for r in runs if not r.ok]
+    checked = 0
+    for run in runs:
+        nb = nbformat.read(run.executed, as_version=4)
+        for cell in nb.cells:
+            if "exercise" not in cell.get("metadata", {}).get("tags", []):
+                continue
+            text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
+                           for o in cell.get("outputs", []))
+            assert "✔ correct" in text and "answer = ..." not in cell.source, (run.name, cell.source, text)
+            checked += 1
+    assert checked >= 2 * len(NOTEBOOKS)

@@ -326,6 +326,7 @@ def test_excerpt_infers_the_table_and_marks_undeclared_chains():
     assert list(rs.tables) == ["nat"]
     assert any("assumed '*nat'" in w for w in rs.warnings)
     assert any("never declared" in w and "CNI-HOSTPORT-SETMARK" in w for w in rs.warnings)
+    assert not any("PREROUTING" in w for w in rs.warnings)     # built-in chains always exist
     chains = rs.chains.set_index("chain")
     assert chains.loc["CNI-HOSTPORT-DNAT", "declared"]
     for name in ("PREROUTING", "CNI-DN-0123456789abcdef012345", "CNI-HOSTPORT-SETMARK"):

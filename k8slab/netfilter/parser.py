@@ -1427,8 +1427,10 @@ def _finish(st: _State) -> None:
                 continue
             chains[name] = LazyChain(table, name, None, None, None, None, False, st.cache)
             st.undeclared.setdefault((table, name), 0)
-    if st.undeclared:
-        listed = sorted(f"{t}/{c}" for (t, c) in st.undeclared)
+    # a built-in chain always exists in the kernel: using it undeclared (an excerpt) is no news
+    user = [(t, c) for (t, c) in st.undeclared if c not in BUILTIN_CHAINS.get(t, ())]
+    if user:
+        listed = sorted(f"{t}/{c}" for (t, c) in user)
         shown = ", ".join(listed[:8]) + (f" and {len(listed) - 8} more" if len(listed) > 8 else "")
         rs.warnings.append(f"{len(listed)} chain(s) used but never declared (declared=False): {shown}")
     # kube-proxy restore input: no built-in chain anywhere, nothing enters KUBE-SERVICES.

@@ -153,8 +153,8 @@ class NetnsBackend(Backend):
         leftovers = pl.owned_netns(self.name) if ok and not self._up else []
         out.append(Finding("no leftovers", not leftovers,
                            f"namespaces of a previous run: {', '.join(leftovers)}" if leftovers else "none",
-                           f"python -c 'from k8slab.backends.netns import force_cleanup; "
-                           f"print(force_cleanup(\"{self.name}\"))'" if leftovers else "", blocking=False))
+                           f"k8slab down --force --backend netns {self.name}" if leftovers else "",
+                           blocking=False))
         return out
 
     # ------------------------------------------------------------------ lifecycle
