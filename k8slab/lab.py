@@ -619,6 +619,15 @@ class Lab:
                 "reply_dport", "state", "dnat", "snat"]
         return self._label(pd.DataFrame(rows, columns=cols))
 
+    def routes(self, node: str | None = None):
+        """The node's routing table as a DataFrame (``ip route``): after the nat table has rewritten the
+        destination, this decides which interface (which pod's veth, or which other node) gets it."""
+        import pandas as pd
+        self._require_up()
+        rows = [{"dst": r.dst, "via": r.via, "dev": r.dev, "src": r.src, "scope": r.scope}
+                for r in self.backend.routes(self._node(node).name)]
+        return self._label(pd.DataFrame(rows, columns=["dst", "via", "dev", "src", "scope"]))
+
     def sockets(self, node: str | None = None, pod: str | None = None):
         import pandas as pd
         self._require_up()

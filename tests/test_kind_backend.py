@@ -403,3 +403,13 @@ def test_request_validates_its_inputs(up):
         up.request("http://x/", host="a b")
     with pytest.raises(ValueError):
         up.request("http://x/", from_="moon")
+
+
+def test_routes_read_ip_route_in_the_node(up, ft):
+    routes = up.routes()
+    assert ["exec", "k8slab-control-plane", "ip", "route"] in ft.argvs("docker")
+    assert routes[0].dst == "default" and routes[0].via == "172.18.0.1" and routes[0].dev == "eth0"
+    pod = next(r for r in routes if r.dst == "10.244.0.7")
+    assert pod.dev == "veth9a8b7c6d" and pod.scope == "host"
+    link = next(r for r in routes if r.dst == "172.18.0.0/16")
+    assert (link.src, link.scope) == ("172.18.0.2", "link")

@@ -78,6 +78,11 @@ def test_config_and_container_comparison(tmp_path):
     assert any("v1.33.1" in d for d in diffs)
     assert "missing port mapping host 8080 -> node 80/TCP" in diffs
     assert "missing port mapping host 8443 -> node 443/TCP" in diffs
+    # the nodes kind lists for the cluster count too: a multi-node cluster is not the course's
+    assert k.config_differences(cfg, image, maps, node_names=["k8slab-control-plane"]) == []
+    more = k.config_differences(cfg, image, maps,
+                                node_names=["k8slab-control-plane", "k8slab-worker", "k8slab-worker2"])
+    assert more == ["it has 2 worker node(s), the config asks for 0"]
     assert "extra port mapping host 9090 -> node 80/TCP" in diffs
 
 

@@ -368,3 +368,16 @@ def test_record_then_replay_round_trip(tmp_path):
     assert sorted(pods["name"]) == sorted(lab.get("pods")["name"])
     assert pods.attrs["predicted"] is True
     assert replay.iptables().rule_count == lab.iptables().rule_count
+
+
+def test_routes_send_each_local_pod_to_its_veth_and_other_pod_cidrs_to_their_node():
+    lab = course_lab(config="kind/cluster-multinode.yaml")
+    routes = lab.routes()
+    assert routes.attrs["source"] == "sim model"
+    assert routes.iloc[0].to_dict()["dst"] == "default"
+    nodes = lab.get("nodes").set_index("name")
+    others = nodes[nodes["role"] == "worker"]
+    for _, n in others.iterrows():
+        assert ((routes["dst"] == n["pod_cidr"]) & (routes["via"] == n["ip"])).any()
+    local = lab.get("pods").query("node == @nodes.index[0] and ip.str.startswith('10.244.')")
+    assert set(local["ip"]) <= set(routes.loc[routes["dev"].str.startswith("veth"), "dst"])

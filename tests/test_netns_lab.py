@@ -140,6 +140,16 @@ def app_pods(backend) -> dict[str, str]:
 
 # --- the lab is real ---
 
+def test_routes_are_the_kernels_ptp_routes(lab):
+    """ptp gives each pod a /32 route on the node to its own veth; the default route leaves by eth0."""
+    c = lab.model()
+    routes = lab.routes(c.control_plane.name)
+    assert any(r.dst == "default" and r.via == c.gateway for r in routes)
+    for pod in (p for p in c.pods if p.node_name == c.control_plane.name and not p.host_network and p.ip):
+        r = next((r for r in routes if r.dst == pod.ip), None)
+        assert r is not None and r.dev.startswith("veth"), (pod.name, routes)
+
+
 def test_namespaces_addresses_and_processes_are_real(lab):
     c = lab.model()
     node = c.control_plane

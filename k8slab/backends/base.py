@@ -96,6 +96,30 @@ class ConntrackEntry:
 
 
 @dataclass(frozen=True)
+class Route:
+    """One line of ``ip route``: where packets for ``dst`` go (``via`` a gateway, out of ``dev``)."""
+    dst: str                  # "default" or a CIDR / address
+    dev: str = ""
+    via: str = ""
+    src: str = ""
+    scope: str = ""
+
+
+def parse_ip_route(text: str) -> list[Route]:
+    """``ip route`` output (one route a line: ``DST [via GW] [dev DEV] [proto P] [scope S] [src IP]``)."""
+    out = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        dst, rest = words[0], words[1:]
+        fields = {rest[i]: rest[i + 1] for i in range(0, len(rest) - 1) if rest[i] in ("via", "dev", "src", "scope")}
+        out.append(Route(dst, fields.get("dev", ""), fields.get("via", ""), fields.get("src", ""),
+                         fields.get("scope", "")))
+    return out
+
+
+@dataclass(frozen=True)
 class Socket:
     proto: str
     local: str                # ip:port
@@ -194,6 +218,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def sockets(self, node: str, pod: str | None = None) -> list[Socket]:
         """Listening TCP sockets on the node (or inside one pod's namespace)."""
+    def routes(self, node: str) -> list[Route]:
+        """The node's routing table (``ip route``): where the kernel sends a packet after NAT."""
+        raise NotImplementedError(f"the {self.kind} backend cannot show routes")
+
     def ingress_config(self) -> str:
         """The ingress controller's live proxy configuration (nginx.conf)."""
         return ""

@@ -29,6 +29,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import weakref
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -37,7 +38,7 @@ from .. import runner
 from ..errors import (BackendUnavailable, CommandError, CommandNotFound, CommandTimeout, K8sLabError,
                       LabStateError, NotFound)
 from ..progress import Progress
-from .base import Backend, ConntrackEntry, Finding, From, NodeInfo, PortForward, Response, Socket
+from .base import Backend, ConntrackEntry, Finding, From, NodeInfo, PortForward, Response, Route, Socket, parse_ip_route
 from . import ingress_nginx
 
 APP_IMAGE = "k8slab/url-shortener:0.1.0"
@@ -232,12 +233,20 @@ def container_mappings(inspect: dict) -> tuple[str, tuple[PortMapping, ...]]:
 
 
 def config_differences(want: KindConfig, image: str, mappings: Iterable[PortMapping],
-                       api_server_port: int | None = None) -> list[str]:
-    """What differs between the config and a running control-plane container (empty: it matches).
+                       api_server_port: int | None = None, node_names: Iterable[str] | None = None) -> list[str]:
+    """What differs between the config and a running cluster's control-plane container (and, given
+    ``node_names`` from ``kind get nodes``, its nodes per role). Empty: it matches.
 
     kind adds one mapping of its own (the API server on 127.0.0.1:random -> 6443); it is ignored.
     """
     diffs = []
+    if node_names is not None:
+        names = [n for n in node_names if not n.endswith("-external-load-balancer")]
+        have_roles = Counter("control-plane" if "-control-plane" in n else "worker" for n in names)
+        want_roles = Counter(want.roles)
+        for role in sorted(set(have_roles) | set(want_roles)):
+            if have_roles[role] != want_roles[role]:
+                diffs.append(f"it has {have_roles[role]} {role} node(s), the config asks for {want_roles[role]}")
     if want.node_image and image and image.split("@")[0] != want.node_image.split("@")[0]:
         diffs.append(f"node image is {image.split('@')[0]}, the config asks for {want.node_image}")
     have = {(m.container_port, m.host_port, m.protocol) for m in mappings if m.container_port != 6443}
@@ -1035,7 +1044,7 @@ class KindBackend(Backend):
                 f"(stopped or half-deleted). Fix: `k8slab down {self.name}` (kind delete cluster "
                 f"--name {self.name}) and run up again")
         image, maps = container_mappings(data[0])
-        diffs = config_differences(cfg, image, maps)
+        diffs = config_differences(cfg, image, maps, node_names=self.node_names())
         if diffs:
             raise ConfigMismatch(
                 f"a cluster named {self.name!r} already exists with another config: " + "; ".join(diffs) +
@@ -1338,6 +1347,9 @@ class KindBackend(Backend):
 
     def conntrack(self, node: str | None = None) -> list[ConntrackEntry]:
         return parse_conntrack(self._exec(self._node(node), "conntrack", "-L").stdout)
+
+    def routes(self, node: str | None = None) -> list[Route]:
+        return parse_ip_route(self._exec(self._node(node), "ip", "route").stdout)
 
     def containers(self, node: str | None = None) -> list[Container]:
         return parse_crictl_ps(self._exec(self._node(node), "crictl", "ps", "-o", "json").stdout)

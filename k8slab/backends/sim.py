@@ -35,7 +35,7 @@ from ..counters import CounterStore, Layout
 from ..errors import K8sLabError, LabStateError, NotFound
 from ..paths import APP_NAME, controller_pod, masquerade_source
 from ..progress import Progress
-from .base import Backend, ConntrackEntry, Finding, NodeInfo, PortForward, Response, Socket, resolves_to_loopback
+from .base import Backend, ConntrackEntry, Finding, NodeInfo, PortForward, Response, Route, Socket, resolves_to_loopback
 
 BYTES_PER_PACKET = 60
 HOST = "host"
@@ -324,7 +324,20 @@ class SimBackend(Backend):
         self._conntrack.setdefault(where, []).append(ConntrackEntry(
             "tcp", src, dst, sport, dport, rsrc, rdst, rsport, rdport, "TIME_WAIT"))
 
-    # ------------------------------------------------------------------ sockets, config
+    # ------------------------------------------------------------------ routes, sockets, config
+    def routes(self, node: str) -> list[Route]:
+        """The routing table kind's node would have (modelled): Docker's network on eth0, kindnet's
+        route to every other node's pod CIDR via that node, and ptp's /32 route per local pod."""
+        c = self._need()
+        n = self._node(node)
+        out = [Route("default", "eth0", c.gateway),
+               Route(c.docker_network, "eth0", src=n.ip, scope="link")]
+        out += [Route(o.pod_cidr, "eth0", o.ip) for o in c.nodes if o.name != n.name and o.pod_cidr]
+        for p in sorted(c.pods, key=lambda p: p.ip or ""):
+            if p.node_name == n.name and p.ip and not p.host_network:
+                out.append(Route(p.ip, "veth" + (p.container_id or "0" * 8)[:8], scope="host"))
+        return out
+
     def sockets(self, node: str, pod: str | None = None) -> list[Socket]:
         c = self._need()
         n = self._node(node)

@@ -191,6 +191,13 @@ LISTEN 0      4096               *:6443             *:*    users:(("kube-apiserv
 SS_POD = """LISTEN 0      128          0.0.0.0:8080       0.0.0.0:*    users:(("python",pid=2201,fd=3))
 """
 
+# `ip route` on a kind node (kindnet: ptp /32 routes per pod, Docker's network on eth0)
+IP_ROUTE = """default via 172.18.0.1 dev eth0
+10.244.0.3 dev veth5c1d2e3f scope host
+10.244.0.7 dev veth9a8b7c6d scope host
+172.18.0.0/16 dev eth0 proto kernel scope link src 172.18.0.2
+"""
+
 IP_ADDR = """1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever
 2: veth5a1b2c3d    inet 10.244.0.1/32 scope global veth5a1b2c3d\\       valid_lft forever preferred_lft forever
 12: eth0    inet 172.18.0.2/16 brd 172.18.255.255 scope global eth0\\       valid_lft forever preferred_lft forever
@@ -273,6 +280,8 @@ def docker(argv: list[str], stdin) -> int:
             return out(SS_POD)
         if cmd[:2] == ["ip", "-4"]:
             return out(IP_ADDR)
+        if cmd[:2] == ["ip", "route"]:
+            return out(IP_ROUTE)
         if cmd[:2] == ["crictl", "ps"]:
             return out(json.dumps(CRICTL_PS))
         if cmd[:2] == ["crictl", "pods"]:

@@ -36,7 +36,7 @@ from ... import runner
 from ...errors import BackendUnavailable, K8sLabError, LabStateError, NotFound
 from ...progress import Progress
 from .. import cni, nsrelay
-from ..base import Backend, ConntrackEntry, Finding, NodeInfo, PortForward, Response, Socket, resolves_to_loopback
+from ..base import Backend, ConntrackEntry, Finding, NodeInfo, PortForward, Response, Route, Socket, parse_ip_route, resolves_to_loopback
 from . import plumbing as pl
 from . import text as tx
 
@@ -483,8 +483,14 @@ class NetnsBackend(Backend):
         else:
             before = self._nginx_workers(pod.proc.pid)
             runner.run([*base, "-s", "reload"], timeout=20)
-            # A graceful reload: new workers take over, old ones finish their connections.
-            pl.wait_until(lambda: bool(self._nginx_workers(pod.proc.pid) - before), 5.0)
+            # A graceful reload: new workers (forked with the new configuration) take over, and
+            # the old ones stop accepting, finish their connections and exit. apply() returns once
+            # the old ones are gone, so the next request is routed by the new configuration.
+            def reloaded() -> bool:
+                now = self._nginx_workers(pod.proc.pid)
+                return bool(now - before) and not (now & before)
+            if not pl.wait_until(reloaded, 10.0):
+                self.progress.step("ingress controller: old nginx workers still finishing connections")
             self.progress.step("ingress controller: nginx reloaded gracefully (nginx -s reload)")
         self._nginx_conf_text = conf
 
@@ -570,6 +576,10 @@ class NetnsBackend(Backend):
         ns = self._pod(pod).netns if pod else self._node(node).netns
         res = pl.exec_in(ns, ["ss", "-ltnpH"], timeout=20)
         return tx.parse_ss(res.stdout)
+
+    def routes(self, node: str) -> list[Route]:
+        self._require_up()
+        return parse_ip_route(pl.exec_in(self._node(node).netns, ["ip", "route"], timeout=20).stdout)
 
     def netns_of(self, what: str) -> str:
         """The namespace name of ``host``, a node or a pod (for the curious: ``ip netns exec NAME ...``)."""
