@@ -70,3 +70,34 @@ def test_port_forward_and_requests(backend):
 def test_model_round_trip(backend):
     c = backend.model()
     assert c.pods
+
+
+def test_ingress_path_from_the_host_and_a_pod(backend):
+    """The seed's path on the real cluster: localhost:8080 -> Docker -> node:80 -> hostPort DNAT ->
+    controller -> pod, and the same Service from inside the cluster."""
+    import time
+    from k8slab.model import load_manifests
+    backend.apply(load_manifests(ROOT / "kind" / "manifests" / "ingress.yaml"))
+    deadline = time.monotonic() + 60
+    while True:      # the controller picks the Ingress up asynchronously
+        r = backend.request("http://localhost:8080/whoami", host="shortener.localtest.me")
+        if r.ok or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert r.ok and r.whoami and r.whoami["x_forwarded_host"] == "shortener.localtest.me", r.error
+    pod_view = backend.request("http://url-shortener.default.svc/whoami", from_="pod")
+    assert pod_view.ok and pod_view.client and pod_view.client.startswith("10.244.")
+    assert any(route.dev.startswith("veth") for route in backend.routes())
+
+
+def test_record_and_replay(backend, tmp_path):
+    from k8slab import Lab
+    from k8slab.recording import load
+    lab = Lab(backend="kind", name=backend.name, quiet=True)
+    lab.up()
+    lab.request("http://localhost:8080/whoami", host="shortener.localtest.me")
+    manifest = lab.record(tmp_path / "run")
+    rec = load(tmp_path / "run")
+    assert rec.nodes and rec.iptables_save(rec.nodes[0].name)
+    replay = Lab(backend="sim", replay=tmp_path / "run", quiet=True)
+    assert not replay.live and manifest
