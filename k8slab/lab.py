@@ -290,8 +290,9 @@ class CounterWatch:
 
     def __exit__(self, *exc) -> None:
         from .counters import counter_delta
+        from .netfilter.owners import owner_of
         after = self.lab._fresh_ruleset(self.node)
-        self.frame = self.lab._label(counter_delta(self._before, after, _owner_of()))
+        self.frame = self.lab._label(counter_delta(self._before, after, owner_of))
         self.frame.attrs["node"] = self.node
 
     @property
@@ -314,14 +315,6 @@ class CounterWatch:
             return f"<counters on {self.node}: watching>"
         return f"<counters on {self.node}: {len(self.frame)} rules moved>"
 
-
-def _owner_of():
-    try:
-        from .netfilter.owners import owner_of
-        return owner_of
-    except ImportError:
-        from .paths import fallback_owner
-        return fallback_owner
 
 
 class Lab:

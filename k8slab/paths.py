@@ -104,6 +104,8 @@ class Path:
 from fractions import Fraction  # noqa: E402
 from typing import Iterable, Sequence  # noqa: E402
 
+from .netfilter.owners import owner_of  # noqa: E402
+
 APP_NAME = "url-shortener"
 INGRESS_NAMESPACE = "ingress-nginx"
 #: what owners.owner_of returns -> the component drawn for a hop
@@ -119,37 +121,12 @@ OWNER_COMPONENTS = {
 _EFFECTS = ("DNAT", "REDIRECT", "SNAT", "MASQUERADE", "MARK", "REJECT", "DROP")
 
 
-def fallback_owner(table: str, chain: str) -> str:
-    """Who writes a chain, by its name (used when netfilter.owners is not available)."""
-    if chain.startswith(("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")):
-        return "kubelet"
-    if chain.startswith("KUBE-"):
-        return "kube-proxy"
-    if chain.startswith("CNI-"):
-        return "CNI portmap"
-    if chain.startswith("DOCKER"):
-        return "Docker"
-    if chain.startswith("KIND-"):
-        return "kind"
-    if chain in ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"):
-        return "builtin"
-    return "other"
-
-
-def owner_of(table: str, chain: str) -> str:
-    try:
-        from .netfilter.owners import owner_of as real
-    except ImportError:
-        return fallback_owner(table, chain)
-    return real(table, chain)
-
-
 def _component_for(table: str, chain: str, target: str | None) -> Component:
+    """The component behind a hop: the author of the chain, or for a jump written into a built-in
+    chain, the author of the chain it jumps to (kube-proxy's PREROUTING -> KUBE-SERVICES)."""
     owner = owner_of(table, chain)
     if owner == "builtin" and target:
         owner = owner_of(table, target)
-    if owner == "builtin":
-        owner = fallback_owner(table, target or chain)
     return OWNER_COMPONENTS.get(owner, Component.ROUTING)
 
 
