@@ -399,32 +399,16 @@ def _head_value(h: str, cache: _Interner):
 
     Returns ``(src, dst, proto, iif, oif, header_info)``.
     """
-    if '"' in h:
+    pairs = _head_pairs(h)
+    if pairs is False:
         return False
-    toks = h.split()
     fields = [None, None, None, None, None]
-    n = len(toks)
-    i = 0
-    while i < n:
-        t = toks[i]
-        neg = t == "!"
-        if neg:
-            i += 1
-            if i >= n:
-                return False
-            t = toks[i]
-        k = _IP_FLAGS.get(t)
-        if k is None or fields[k] is not None or i + 1 >= n:
-            return False
-        v = toks[i + 1]
-        if v == "!" or _is_flag(v):
-            return False
+    for k, v, neg in pairs:
         amap = cache.naddrs if neg else cache.addrs
         addr = amap.get(v)
         if addr is None:
             addr = amap[v] = Addr(v, neg)
         fields[k] = addr
-        i += 2
     src, dst, proto, iif, oif = fields
     return (src, dst, proto, iif, oif,
             (addr_text(src, True), addr_text(dst, True), addr_text(proto), addr_text(iif), addr_text(oif)))
@@ -583,15 +567,17 @@ def _bad_address(value: str) -> str | None:
     return None
 
 
-def _scan_head(head: str):
-    """The IP-header part of a rule (between the chain name and the first ``-m``/``-j``):
-    its header_info when it holds only ``[!] -s/-d/-p/-i/-o VALUE`` pairs, else False (the line
-    then takes the token-by-token path)."""
+def _head_pairs(head: str):
+    """``[(field, value, negated)]`` for an IP header (the text between the chain name and the first
+    ``-m``/``-j``) that holds only ``[!] -s/-d/-p/-i/-o VALUE`` pairs, each field once and every address
+    valid; else False (the line then takes the token-by-token path, which names what is wrong).
+    ``field`` indexes src, dst, proto, in, out."""
     if '"' in head:
         return False
     toks = head.split()
     n = len(toks)
-    fields = [None, None, None, None, None]
+    seen = [False, False, False, False, False]
+    out = []
     i = 0
     while i < n:
         t = toks[i]
@@ -602,18 +588,29 @@ def _scan_head(head: str):
                 return False
             t = toks[i]
         k = _IP_FLAGS.get(t)
-        if k is None or fields[k] is not None or i + 1 >= n:
+        if k is None or seen[k] or i + 1 >= n:
             return False
         v = toks[i + 1]
         if v == "!" or (v[0] == "-" and _is_flag(v)):
             return False
-        if k < 2:
-            if _bad_address(v):
-                return False            # the token-by-token path raises the ParseError
-            if "/" not in v:
-                v = canonical_cidr(v)
-        fields[k] = "!" + v if neg else v
+        if k < 2 and _bad_address(v):
+            return False
+        seen[k] = True
+        out.append((k, v, neg))
         i += 2
+    return out
+
+
+def _scan_head(head: str):
+    """The IP header's header_info (what the frames show: CIDRs made canonical, "!" kept), or False."""
+    pairs = _head_pairs(head)
+    if pairs is False:
+        return False
+    fields = [None, None, None, None, None]
+    for k, v, neg in pairs:
+        if k < 2 and "/" not in v:
+            v = canonical_cidr(v)
+        fields[k] = "!" + v if neg else v
     return tuple(fields)
 
 
