@@ -32,6 +32,7 @@ a Ruleset after looking at its frames and they are stale.
 """
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import re
@@ -487,20 +488,28 @@ def _float(text: str) -> float:
         return _NAN
 
 
+def _without_gc(build):
+    """Run a frame builder with the cyclic GC paused: it makes many objects and no cycles, and with a
+    big Ruleset alive each collection would walk all of it. (Nothing is allocated before the pause,
+    so that no collection starts on the way in.)"""
+    @functools.wraps(build)
+    def wrapper(rs):
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            return build(rs)
+        finally:
+            if was:
+                gc.enable()
+    return wrapper
+
+
 def rules_frame(rs: "Ruleset") -> "pd.DataFrame":
     """One row per rule (see the module docstring for the columns)."""
-    # The cyclic GC is paused while the frame is built: it makes many objects and no cycles, and
-    # with a big Ruleset alive each collection would walk all of it. (No object is created before
-    # the pause, so that no collection starts here.)
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        return _rules_frame(rs)
-    finally:
-        if was:
-            gc.enable()
+    return _rules_frame(rs)
 
 
+@_without_gc
 def _rules_frame(rs: "Ruleset") -> "pd.DataFrame":
     import numpy as np
     import pandas as pd
@@ -605,15 +614,10 @@ def _int_array(pd, values):
 
 def chains_frame(rs: "Ruleset") -> "pd.DataFrame":
     """One row per chain (see the module docstring for the columns)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        return _chains_frame(rs)
-    finally:
-        if was:
-            gc.enable()
+    return _chains_frame(rs)
 
 
+@_without_gc
 def _chains_frame(rs: "Ruleset") -> "pd.DataFrame":
     import pandas as pd
 
