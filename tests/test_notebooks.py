@@ -45,7 +45,7 @@ def test_widget_cells_are_ignored_by_nbval():
 def test_nbval_on_sim(path):
     env = dict(os.environ, K8SLAB_BACKEND="sim", PYTHONHASHSEED="0")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env", "--nbval-cell-timeout", "120",
          "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), str(path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
@@ -56,7 +56,7 @@ def test_the_course_with_solutions_filled_in_passes_every_check(tmp_path):
     exercise cell and runs the notebooks; every check must then say the prediction is right."""
     import nbformat
     from k8slab.course import run_course
-    runs = run_course(backend="sim", out=tmp_path, solutions=True, html=False)
+    runs = run_course(backend="sim", out=tmp_path, solutions=True, html=False, timeout=120)
     assert [r.ok for r in runs] == [True] * len(NOTEBOOKS), [(r.name, r.error) for r in runs if not r.ok]
     checked = 0
     for run in runs:
