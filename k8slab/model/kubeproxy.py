@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from ..netfilter import names
+from ..netfilter.names import JUMP_CHAINS, KUBELET_JUMP_CHAINS  # noqa: F401 (node.py reads them here)
 from .iptables import IptRule, Table, render_tables
 from .objects import EndpointSlice, Service
 from .settings import CT_INVALID_COUNTER, LOCALHOST_NPS_COUNTER, ProxierSettings
@@ -29,30 +30,7 @@ KUBE_FORWARD = "KUBE-FORWARD"
 KUBE_PROXY_FIREWALL = "KUBE-PROXY-FIREWALL"
 KUBE_FIREWALL = "KUBE-FIREWALL"   # kubelet's chain; kube-proxy writes a copy with localhostNodePorts
 
-# iptablesJumpChains: (table, target chain, built-in chain, comment, extra args). kube-proxy
-# prepends each one, so in the kernel they end up in reverse order of this list.
-JUMP_CHAINS = (
-    ("filter", KUBE_EXTERNAL_SERVICES, "INPUT", "kubernetes externally-visible service portals",
-     ("-m", "conntrack", "--ctstate", "NEW")),
-    ("filter", KUBE_EXTERNAL_SERVICES, "FORWARD", "kubernetes externally-visible service portals",
-     ("-m", "conntrack", "--ctstate", "NEW")),
-    ("filter", KUBE_NODEPORTS, "INPUT", "kubernetes health check service ports", ()),
-    ("filter", KUBE_SERVICES, "FORWARD", "kubernetes service portals", ("-m", "conntrack", "--ctstate", "NEW")),
-    ("filter", KUBE_SERVICES, "OUTPUT", "kubernetes service portals", ("-m", "conntrack", "--ctstate", "NEW")),
-    ("filter", KUBE_FORWARD, "FORWARD", "kubernetes forwarding rules", ()),
-    ("filter", KUBE_PROXY_FIREWALL, "INPUT", "kubernetes load balancer firewall", ("-m", "conntrack", "--ctstate", "NEW")),
-    ("filter", KUBE_PROXY_FIREWALL, "OUTPUT", "kubernetes load balancer firewall", ("-m", "conntrack", "--ctstate", "NEW")),
-    ("filter", KUBE_PROXY_FIREWALL, "FORWARD", "kubernetes load balancer firewall", ("-m", "conntrack", "--ctstate", "NEW")),
-    ("nat", KUBE_SERVICES, "OUTPUT", "kubernetes service portals", ()),
-    ("nat", KUBE_SERVICES, "PREROUTING", "kubernetes service portals", ()),
-    ("nat", KUBE_POSTROUTING, "POSTROUTING", "kubernetes postrouting rules", ()),
-)
-# iptablesKubeletJumpChains: kubelet's KUBE-FIREWALL jumps, which kube-proxy also ensures when it
-# writes its own copy of KUBE-FIREWALL (localhostNodePorts). No comment; prepended after the above.
-KUBELET_JUMP_CHAINS = (
-    ("filter", KUBE_FIREWALL, "INPUT", "", ()),
-    ("filter", KUBE_FIREWALL, "OUTPUT", "", ()),
-)
+# The jumps into the built-in chains: JUMP_CHAINS and KUBELET_JUMP_CHAINS, in netfilter.names.
 
 
 @dataclass(frozen=True)

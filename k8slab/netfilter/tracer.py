@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterable
 
 from ..errors import TraceError
 from .rules import Addr, Chain, Match, Option, Rule, Ruleset
+from .names import JUMP_CHAINS, KUBELET_JUMP_CHAINS
 
 __all__ = [
     "Packet", "NodeContext", "TraceHop", "Outcome", "Trace", "trace", "KUBE_PROXY_JUMPS",
@@ -72,24 +73,12 @@ _IN_HOOKS = {"PREROUTING", "INPUT", "FORWARD"}
 _OUT_HOOKS = {"FORWARD", "OUTPUT", "POSTROUTING"}
 
 #: The jump rules kube-proxy (and kubelet, for KUBE-FIREWALL) puts into the built-in chains, in the
-#: order they end up in (kube-proxy prepends each, so its list comes out reversed; see
-#: notes/kube-proxy-rules.md §1.2). (table, built-in chain, ctstate NEW?, comment, target).
-KUBE_PROXY_JUMPS: tuple[tuple[str, str, bool, str | None, str], ...] = (
-    ("nat", "PREROUTING", False, "kubernetes service portals", "KUBE-SERVICES"),
-    ("nat", "OUTPUT", False, "kubernetes service portals", "KUBE-SERVICES"),
-    ("nat", "POSTROUTING", False, "kubernetes postrouting rules", "KUBE-POSTROUTING"),
-    ("filter", "INPUT", True, "kubernetes load balancer firewall", "KUBE-PROXY-FIREWALL"),
-    ("filter", "INPUT", False, "kubernetes health check service ports", "KUBE-NODEPORTS"),
-    ("filter", "INPUT", True, "kubernetes externally-visible service portals", "KUBE-EXTERNAL-SERVICES"),
-    ("filter", "INPUT", False, None, "KUBE-FIREWALL"),
-    ("filter", "FORWARD", True, "kubernetes load balancer firewall", "KUBE-PROXY-FIREWALL"),
-    ("filter", "FORWARD", False, "kubernetes forwarding rules", "KUBE-FORWARD"),
-    ("filter", "FORWARD", True, "kubernetes service portals", "KUBE-SERVICES"),
-    ("filter", "FORWARD", True, "kubernetes externally-visible service portals", "KUBE-EXTERNAL-SERVICES"),
-    ("filter", "OUTPUT", True, "kubernetes load balancer firewall", "KUBE-PROXY-FIREWALL"),
-    ("filter", "OUTPUT", True, "kubernetes service portals", "KUBE-SERVICES"),
-    ("filter", "OUTPUT", False, None, "KUBE-FIREWALL"),
-)
+#: order they end up in: kube-proxy prepends each of names.JUMP_CHAINS, so its list comes out
+#: reversed; kubelet's own jumps were there first and stay last. (table, built-in chain, ctstate NEW?,
+#: comment, target).
+KUBE_PROXY_JUMPS: tuple[tuple[str, str, bool, str | None, str], ...] = tuple(
+    (table, builtin, "NEW" in extra, comment or None, target)
+    for table, target, builtin, comment, extra in (*reversed(JUMP_CHAINS), *KUBELET_JUMP_CHAINS))
 
 
 # --------------------------------------------------------------------------------------------------
