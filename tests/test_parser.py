@@ -1,8 +1,11 @@
 """The iptables-save parser and its views, on small texts written here (no shared fixtures needed)."""
 from __future__ import annotations
 
+import gc
 import math
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from k8slab.errors import ParseError
@@ -371,6 +374,38 @@ def test_chains_are_lazy_and_materialise_to_the_same_rules():
     for entry, rule in zip(chain.view_rows(), rules):
         assert entry[6:] == V.rule_info(rule)
     assert len(frame) == rs.rule_count
+
+
+KERNEL_DUMPS = sorted((Path(__file__).parent / "data").glob("*/*.rules"))
+
+
+@pytest.mark.parametrize("path", KERNEL_DUMPS, ids=lambda p: p.name)
+def test_frames_do_not_depend_on_which_chains_were_materialised(path):
+    text = path.read_text()
+    fresh, mixed = parse(text), parse(text)
+    chains = [c for t in mixed.tables.values() for c in t.values() if c.declared]
+    for chain in chains[::2]:
+        chain.rules             # half the chains now hold Rule objects, the rest are still rows
+    assert any(c.materialised for c in chains) and any(not c.materialised for c in chains)
+    pd.testing.assert_frame_equal(mixed.rules, fresh.rules)
+    pd.testing.assert_frame_equal(mixed.chains, fresh.chains)
+
+
+def test_a_parse_keeps_its_rows_as_numpy_columns_that_the_gc_does_not_walk():
+    rs = parse(SAVED)
+    store = rs.chain("nat", SVC)._store
+    assert store.flat == [] and len(store.cols) == V.ROW
+    assert len(store.cols[0]) == sum(1 for line in SAVED.splitlines() if line.startswith("-A"))
+    infos = (store.cache.h_vals, store.cache.m_vals, store.cache.t_vals)
+    assert not any(gc.is_tracked(c) for c in store.cols + tuple(c for t in infos for c in t.cols))
+
+
+def test_restore_input_that_redeclares_and_deletes_chains_leaves_no_stale_rows():
+    rs = parse("*nat\n:A - [0:0]\n:B - [0:0]\n-A A -j B\n-A B -j RETURN\n"
+               ":A - [0:0]\n-A A -j RETURN\n-X B\nCOMMIT\n")
+    assert rs.rules[["chain", "position", "target"]].values.tolist() == [["A", 1, "RETURN"]]
+    assert rs.chains.chain.tolist() == ["A"] and rs.chains.jumps_to.tolist() == [[]]
+    assert [r.target for r in rs.chain("nat", "A").rules] == ["RETURN"]
 
 
 def test_views_follow_rules_changed_after_parsing():

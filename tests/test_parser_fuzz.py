@@ -3,7 +3,7 @@ raises exactly one ParseError that names a line. Never IndexError/KeyError/anyth
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import shared_files
@@ -127,3 +127,41 @@ def test_every_own_line_parses_alone(line):
     rs = parse(HEADER + line + "\nCOMMIT\n")
     assert rs.rule_count >= 0
     check(HEADER + line + "\nCOMMIT\n")
+
+
+def _is_address(value: str) -> bool:
+    """What ``-s``/``-d`` accepts, decided by ipaddress alone (the reference for the parser's quick check)."""
+    import ipaddress
+    addr, _, mask = value.partition("/")
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    if not mask:
+        return True
+    if mask.isdigit():
+        return int(mask) <= ip.max_prefixlen
+    try:
+        ipaddress.ip_address(mask)
+    except ValueError:
+        return False
+    return True
+
+
+@settings(max_examples=2000, deadline=None)
+@example("1.2.3.4/")
+@example("01.2.3.4")
+@example("1.2.3.4/33")
+@example("256.1.1.1")
+@example("1.2.3.4/032")
+@example("10.0.0.0/8")
+@example("1.2.3.4/255.255.0.0")
+@example("0.0.0.0/0")
+@example("1.2.3")
+@example("1..2.3")
+@given(st.text(alphabet="0123456789./", min_size=1, max_size=20)
+       | st.builds(lambda a, b, c, d, m: f"{a}.{b}.{c}.{d}/{m}", *[st.integers(0, 300)] * 4, st.integers(0, 40)))
+def test_the_quick_address_check_agrees_with_ipaddress(value):
+    from k8slab.netfilter.parser import _NUMERIC_ADDR, _bad_address
+    if _NUMERIC_ADDR.match(value):      # anything else is a host name, left to iptables
+        assert (_bad_address(value) is None) == _is_address(value), value

@@ -57,3 +57,10 @@ def owner_of(table: str | None, chain: str) -> str:
     if chain.startswith("LIBVIRT_"):
         return "libvirt"
     return "other"
+
+
+def owners_of(keys) -> list[str]:
+    """:func:`owner_of` of many ``(table, chain)`` pairs. kube-proxy's own chains (most of a big dump,
+    each name seen once, so a cache would not help) are told apart without a call."""
+    kubelet = _KUBELET
+    return ["kube-proxy" if c[:5] == "KUBE-" and c not in kubelet else owner_of(t, c) for t, c in keys]

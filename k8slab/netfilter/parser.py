@@ -35,8 +35,8 @@ built-in chains and where nothing jumps into ``KUBE-SERVICES`` (the tracer then 
 own entry jumps).
 
 Speed. A 16 MB dump of 110,000 rules (``benchmarks/gen_dump.py``) should parse, and get both pandas
-views, in about a second (``benchmarks/netfilter.py`` measures it); a token-by-token parse of every
-line takes several times that in Python. So:
+views, in about the time ``iptables-restore --test`` takes to check it (``benchmarks/netfilter.py``
+measures both); a token-by-token parse of every line takes several times that in Python. So:
 
 * the five rule shapes kube-proxy writes per service and endpoint (``KUBE-SERVICES``, ``KUBE-SVC-*``
   and ``KUBE-SEP-*`` rules, most of a big dump) are checked and taken apart by one anchored regex
@@ -44,11 +44,16 @@ line takes several times that in Python. So:
 * an ``-A`` line is cut with ``str.split`` at ``" -m "`` and ``" -j "``; each distinct piece of text
   (the header, every ``-m ...`` piece, the ``-j ...`` part) is checked once and its view facts
   (addresses, ports, comment, probability, DNAT destination) are cached by its text;
-* every line is fully validated at parse time, but the :class:`Rule` objects (with their Match and
-  Option objects) of a chain are only built when that chain's ``rules`` is first used (the chains
-  are :class:`LazyChain`, a :class:`Chain` whose ``rules`` property materialises them). Building
-  them cannot fail: they come from lines that were already checked.
-* lines the fast path does not take (quotes hiding ``-m``, backslashes, kube-proxy's argument order
+* every line is fully validated at parse time, but no object is made per rule: a checked line is
+  one row of the parse's :class:`RuleRows` (chain id, target, counters, line, line number, and codes
+  into three :class:`~k8slab.netfilter.views.InfoTable` of header, match and target facts). At the
+  end of the parse the rows and the info tables become numpy columns: the views read them as
+  they are, and the cyclic garbage collector does not walk them (a list of a million references
+  would cost every full collection about 0.1 s for as long as the Ruleset lives).
+* the chains are :class:`LazyChain`, a :class:`Chain` whose Rule objects (with their Match and
+  Option objects) are built from its rows when its ``rules`` is first used. Building them cannot
+  fail: they come from lines that were already checked.
+* lines the fast paths do not take (quotes hiding ``-m``, backslashes, kube-proxy's argument order
   with ``-p``/``-d`` after ``-m``, restore commands, ``-c``, ``-f``, undeclared chains) go through the
   complete token-by-token parser, and their chain is materialised at once. Such input is slower
   (about 10-20 us a line) but is only ever small: kube-proxy's unit-test files, hand-written rules.
@@ -67,9 +72,10 @@ from pathlib import Path
 
 from ..errors import K8sLabError, ParseError
 from .rules import BUILTIN_CHAINS, STANDARD_TARGETS, TABLES, Addr, Chain, Match, Option, Rule, Ruleset
-from .views import _NAT_TO, addr_text, canonical_cidr, match_info, rule_info, service_port_of, target_info
+from .views import _NAT_TO, ROW, InfoTable, addr_text, canonical_cidr, match_info, rule_info, service_port_of, target_info
 
-__all__ = ["parse", "parse_file", "tokenize", "DumpReadError", "LazyChain", "ENTRY", "rule_entries"]
+__all__ = ["parse", "parse_file", "tokenize", "DumpReadError", "LazyChain", "RuleRows", "ENTRY", "ROW",
+           "rule_entries"]
 
 
 class DumpReadError(K8sLabError, OSError):
@@ -209,11 +215,11 @@ class _Interner:
         self.t_pieces: dict = {}
         self.t_minfo: dict = {}
         self.t_targets: dict = {}
-        # the distinct header/match/target infos; parsed rules keep their index (code) in these
-        # lists, and code 0 is "none" (no header fields, no matches, no target options)
-        self.h_vals: list = [_NO_HEAD_INFO]
-        self.m_vals: list = [_NO_MATCH_INFO]
-        self.t_vals: list = [_NO_TARGET_INFO]
+        # the header/match/target infos (columns, see InfoTable); parsed rules keep their index
+        # (code) in these, and code 0 is "none" (no header fields, no matches, no target options)
+        self.h_vals = InfoTable(_NO_HEAD_INFO)
+        self.m_vals = InfoTable(_NO_MATCH_INFO)
+        self.t_vals = InfoTable(_NO_TARGET_INFO)
 
 
 def _parse_spec(toks: list[str], i: int, cache: _Interner):
@@ -541,6 +547,9 @@ def _match(mod: str, opts: list, cache: _Interner) -> Match:
 # The parse-time scan: text pieces -> (validity, view facts), without building rule objects
 
 _NUMERIC_ADDR = re.compile(r"[0-9a-fA-F.:]+(?:/[0-9a-fA-F.:]*)?\Z")
+# a dotted quad without leading zeros and an optional prefix length of 0-32: valid without more ado
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_CIDR = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}(?:/(?:3[0-2]|[12]?[0-9]))?\Z")
 
 
 @functools.lru_cache(maxsize=65536)
@@ -548,7 +557,7 @@ def _bad_address(value: str) -> str | None:
     """Why ``-s``/``-d`` ``value`` is not an address (None when it is). A numeric value must be an
     IPv4/IPv6 address with an optional prefix length or dotted mask; anything else is left alone
     (restore input may name a host, which iptables resolves when it loads the rule)."""
-    if not _NUMERIC_ADDR.match(value):
+    if _IPV4_CIDR.match(value) or not _NUMERIC_ADDR.match(value):
         return None
     addr, _, mask = value.partition("/")
     try:
@@ -673,9 +682,8 @@ def _scan_piece(piece: str, cache: _Interner):
     return match_info((m,))
 
 
-def _code(vals: list, info: tuple) -> int:
-    vals.append(info)
-    return len(vals) - 1
+def _code(vals: InfoTable, info: tuple) -> int:
+    return vals.add(info)
 
 
 def _scan_target(tpiece: str, goto: bool, cache: _Interner):
@@ -700,62 +708,162 @@ def _scan_target(tpiece: str, goto: bool, cache: _Interner):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Chains whose Rule objects are built on first use
+# The checked rule lines of one parse, and chains whose Rule objects are built on first use
+
+# ROW (from views): slots per row in RuleRows.flat: chain id, target, packets, bytes, line, lineno,
+# and the codes of the header, match and target infos (indexes into the _Interner's h_vals/m_vals/t_vals)
+
+
+class RuleRows:
+    """Every checked rule line of one parse, in input order, with no object per rule (a big dump has
+    100,000 of them). While parsing, a row is :data:`ROW` slots appended to one flat list; at the
+    end of the parse :meth:`seal` turns them into numpy columns, which the views read as they are
+    and which the cyclic garbage collector does not walk (a list of a million references would cost
+    every full collection about 0.1 s for as long as the Ruleset lives). A row belongs to the chain
+    ``chains[cid]`` for as long as that chain's ``_cid`` is ``cid``; once a chain is materialised
+    (or flushed) its rows here are dead."""
+
+    __slots__ = ("flat", "cols", "chains", "cache", "_index", "_indexed")
+
+    _DTYPES = ("intp", object, object, object, object, "int64", "intp", "intp", "intp")
+
+    def __init__(self, cache: "_Interner"):
+        self.flat: list = []
+        self.cols: tuple | None = None  # after seal(): ROW numpy columns
+        self.chains: list = []          # cid -> LazyChain
+        self.cache = cache
+        self._index = None              # cid -> row numbers (built on first use)
+        self._indexed = 0               # rows of flat indexed so far
+
+    def add_chain(self, chain: "LazyChain") -> int:
+        self.chains.append(chain)
+        return len(self.chains) - 1
+
+    def seal(self) -> None:
+        """The parse is over: the flat rows become numpy columns (no rows are added after this)."""
+        if self.cols is not None:
+            return
+        import numpy as np
+        flat = self.flat
+        n = len(flat) // ROW
+        self.cols = tuple(np.fromiter(flat[k::ROW], dtype=dt, count=n) for k, dt in enumerate(self._DTYPES))
+        self.flat = []
+        self._index = None
+
+    def rows_of(self, cid: int):
+        """Row numbers of chain ``cid``, in input order."""
+        if self.cols is not None:
+            if self._index is None:
+                import numpy as np
+                cids = self.cols[0]
+                order = np.argsort(cids, kind="stable")
+                self._index = (order, np.searchsorted(cids[order], np.arange(len(self.chains) + 1)))
+            order, starts = self._index
+            if cid + 1 >= len(starts):      # a chain added after the index was built has no rows
+                return order[:0]
+            return order[starts[cid]:starts[cid + 1]]
+        # during the parse (a chain materialised by a restore command): an index that grows with the rows
+        if self._index is None:
+            self._index = {}
+        n = len(self.flat) // ROW
+        if self._indexed < n:
+            index = self._index
+            for k, c in enumerate(self.flat[self._indexed * ROW::ROW], self._indexed):
+                rows = index.get(c)
+                if rows is None:
+                    index[c] = [k]
+                else:
+                    rows.append(k)
+            self._indexed = n
+        return self._index.get(cid, [])
+
+    def rows(self, cid: int) -> list[tuple]:
+        """Chain ``cid``'s rows as ``(target, packets, bytes, line, lineno, hc, mc, tc)``, in input order."""
+        ks = self.rows_of(cid)
+        if self.cols is not None:
+            return list(zip(*[c[ks].tolist() for c in self.cols[1:]]))
+        flat = self.flat
+        return [tuple(flat[k * ROW + 1:k * ROW + ROW]) for k in ks]
+
+    def entries(self, cid: int) -> list:
+        """:meth:`LazyChain.view_entries` of chain ``cid``: :data:`ENTRY` slots per rule, infos decoded."""
+        cache = self.cache
+        hvals, mvals, tvals = cache.h_vals, cache.m_vals, cache.t_vals
+        out: list = []
+        for pos, (target, pk, by, line, lineno, hc, mc, tc) in enumerate(self.rows(cid), 1):
+            out += (pos, target, pk, by, line, lineno, hvals[hc], mvals[mc], tvals[tc])
+        return out
+
 
 _SLOT_RULES = Chain.__dict__["rules"]    # the storage slot of Chain.rules (LazyChain shadows it)
 
 
 class LazyChain(Chain):
-    """A :class:`Chain` that keeps checked rule lines and builds their Rule objects on first use of
-    ``rules``. It behaves as a Chain in every other way."""
+    """A :class:`Chain` whose rules are rows of its parse's :class:`RuleRows` until ``rules`` is first
+    used; then their Rule objects are built (they come from checked lines: this cannot fail). It
+    behaves as a Chain in every other way."""
 
-    __slots__ = ("_pending", "_rows", "_cache")
+    __slots__ = ("_store", "_cid", "_infos")
 
     def __init__(self, table, name, policy=None, packets=None, bytes=None, rules=None, declared=True,
-                 cache: "_Interner | None" = None):
+                 store: "RuleRows | None" = None):
         # Chain's fields, set directly (this runs once per chain: 40,000 times in a big dump)
         self.table = table
         self.name = name
         self.policy = policy
         self.packets = packets
         self.bytes = bytes
-        _SLOT_RULES.__set__(self, list(rules) if rules else [])
         self.declared = declared
-        # ENTRY flat slots per checked rule line, with codes into the _Interner's h_vals, m_vals and
-        # t_vals for the three infos (view_entries decodes them); None once materialised
-        self._pending: list | None = None if rules else []
-        self._rows: list | None = None
-        self._cache = cache
+        self._store = store
+        # the chain's id in the store while its rules are rows there (the Rule list, its slot unset
+        # until then, is made when they are materialised); None once materialised
+        if store is not None and not rules:
+            self._cid: int | None = len(store.chains)
+            store.chains.append(self)
+        else:
+            self._cid = None
+            _SLOT_RULES.__set__(self, list(rules) if rules else [])
+        self._infos: list | None = None     # (header, match, target) infos kept from materialising
 
     @property  # type: ignore[override]
     def rules(self) -> list[Rule]:
-        if self._pending is not None:
+        if self._cid is not None:
             self._materialise()
         return _SLOT_RULES.__get__(self)
 
     @rules.setter
     def rules(self, value: list[Rule]) -> None:
         _SLOT_RULES.__set__(self, value)
-        self._pending = None
-        self._rows = None
+        self._cid = None
+        self._infos = None
 
     @property
     def materialised(self) -> bool:
-        return self._pending is None
+        return self._cid is None
+
+    def _restart(self) -> None:
+        """Empty again, with new rows to come from the parse (restore input re-declaring the chain)."""
+        self._infos = None
+        if self._store is not None:
+            self._cid = self._store.add_chain(self)
+            _SLOT_RULES.__set__(self, None)
+        else:
+            _SLOT_RULES.__set__(self, [])
 
     def _materialise(self) -> None:
-        pending, self._pending = self._pending, None
-        rules = _SLOT_RULES.__get__(self)
-        cache = self._cache if self._cache is not None else _Interner()
-        rows = []
+        store = self._store
+        cid, self._cid = self._cid, None
+        rules: list[Rule] = []
+        _SLOT_RULES.__set__(self, rules)
+        cache = store.cache
+        infos = []
         table, name = self.table, self.name
         hvals, mvals, tvals = cache.h_vals, cache.m_vals, cache.t_vals
-        for k in range(0, len(pending), ENTRY):  # type: ignore[arg-type]
-            pos, _target, pk, by, line, lineno, hc, mc, tc = pending[k:k + ENTRY]  # type: ignore
-            hinfo, minfo, tinfo = hvals[hc], mvals[mc], tvals[tc]
+        for target, pk, by, line, lineno, hc, mc, tc in store.rows(cid):
             body = line if line[0] != "[" else line[line.index("]") + 1:].lstrip()
             rest = body.split(" ", 2)[2] if body.count(" ") >= 2 else ""
             v = _fast_rule(rest, cache) if rest else None
+            pos = len(rules) + 1
             if v is None:
                 spec = _parse_spec(tokenize(rest), 0, cache)
                 rule = Rule(table, name, pos, spec[0], spec[1], spec[2], spec[3], spec[4], spec[5], spec[6],
@@ -764,23 +872,16 @@ class LazyChain(Chain):
                 rule = Rule(table, name, pos, v[0], v[1], v[2], v[3], v[4], None, v[5], v[6], v[7], v[8],
                             pk, by, line, lineno)
             rules.append(rule)
-            rows.append((rule, hinfo, minfo, tinfo))
-        self._rows = rows
+            infos.append((rule, hvals[hc], mvals[mc], tvals[tc]))
+        self._infos = infos
 
     def view_entries(self) -> list:
         """The facts the views need, :data:`ENTRY` flat slots per rule: position, target, packets,
         bytes, line, lineno, header info, match info, target info. From the parse-time scan while
         the rules are not materialised; else from the Rule objects."""
-        pending = self._pending
-        if pending is not None:
-            # the parse keeps codes into the interner's lists (see _Interner): decode them
-            out = pending.copy()
-            cache = self._cache
-            if pending:
-                for slot, vals in ((6, cache.h_vals), (7, cache.m_vals), (8, cache.t_vals)):
-                    out[slot::ENTRY] = [vals[c] for c in pending[slot::ENTRY]]
-            return out
-        return rule_entries(_SLOT_RULES.__get__(self), self._rows)
+        if self._cid is not None:
+            return self._store.entries(self._cid)
+        return rule_entries(_SLOT_RULES.__get__(self), self._infos)
 
     def view_rows(self) -> list[tuple]:
         """:meth:`view_entries` as one tuple per rule (for tests and debugging)."""
@@ -895,6 +996,8 @@ class _State:
         self.targets: dict[str, set[str]] = {}              # table -> jump/goto targets
         self.ext_targets: set[tuple[str, str]] = set()      # (table, target) seen with target options
         self.cache = _Interner()
+        self.pruned = False     # restore commands removed rules or chains: jump targets are recounted
+        self.store = RuleRows(self.cache)
 
     def open_table(self, name: str, lineno: int) -> None:
         self.table = name
@@ -903,7 +1006,7 @@ class _State:
         self.targets.setdefault(name, set())
 
     def new_chain(self, name: str, policy, pk, by, declared: bool) -> LazyChain:
-        chain = LazyChain(self.table, name, policy, pk, by, None, declared, self.cache)
+        chain = LazyChain(self.table, name, policy, pk, by, None, declared, self.store)
         self.chains[name] = chain  # type: ignore[index]
         return chain
 
@@ -967,6 +1070,8 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
     if lines and lines[-1] == "":
         lines.pop()
     cache = st.cache
+    store = st.store
+    flat = store.flat
     heads = cache.t_heads
     minfos = cache.t_minfo
     targets_cache = cache.t_targets
@@ -975,10 +1080,16 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
     scan_matches = _scan_matches
     standard = STANDARD_TARGETS
     h_vals, m_vals, t_vals = cache.h_vals, cache.m_vals, cache.t_vals
+    # the info tables' columns, appended to directly on the kube-proxy fast path (see InfoTable)
+    h_cols, m_cols, t_cols = h_vals.cols, m_vals.cols, t_vals.cols
+    h_app, m_app, t_app = ([c.append for c in cols] for cols in (h_cols, m_cols, t_cols))
+    h_src, h_dst, h_proto, h_iif, h_oif = h_app
+    m_mods, m_comment, m_sport, m_dport, m_prob, m_spn = m_app
+    t_args, t_dnat = t_app
+    h_count, m_count, t_count = h_cols[0], m_cols[0], t_cols[0]
     kp_match = _KP_RULE_RE.match
     bad_address = _bad_address
     kp_modules = _KP_MODULES
-    kp_minfos: dict = {}    # match info -> its code, for the kube-proxy fast path
     policies, chain_name_ok, lazy_chain = _POLICIES, _CHAIN_NAME_RE.match, LazyChain
     chains = table = targets = None
     lineno = 0
@@ -993,42 +1104,44 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
                 if m is not None:
                     (name, head, neg, src, dst, proto, comment, spn, mod, dport, prob, dnat_to,
                      target) = m.groups()
-                    pend = getattr(chains.get(name), "_pending", None)
+                    cid = getattr(chains.get(name), "_cid", None)
                     # " -m " inside the comment: the general path splits there and then takes
                     # the token-by-token path; leave such (odd) lines to it
                     # a header seen for the first time has its addresses checked here; one the
                     # general path found wrong (cached False) goes there again, to its ParseError
-                    hv0 = heads.get(head) if head else 0
-                    if (pend is not None and " -m " not in comment and hv0 is not False
-                            and (hv0 is not None
+                    hv = heads.get(head) if head else 0
+                    if (cid is not None and " -m " not in comment and hv is not False
+                            and (hv is not None
                                  or not ((src and bad_address(src)) or (dst and bad_address(dst))))):
-                        if head:    # _scan_head()'s info, cached by the same text
-                            hv = heads.get(head)
-                            if hv is None:
-                                hv = heads[head] = len(h_vals)
-                                h_vals.append((("!" + src if neg else src) if src else None, dst, proto,
-                                               None, None))
-                        else:
-                            hv = 0
+                        if hv is None:  # a new header: _scan_head()'s info, cached by the same text
+                            hv = heads[head] = len(h_count)
+                            h_src(("!" + src if neg else src) if src else None)
+                            h_dst(dst)
+                            h_proto(proto)
+                            h_iif(None)
+                            h_oif(None)
                         if spn is None:     # the regex found none at the start; look further
                             spn = service_port_of(comment)
-                        # match_info() of these matches, deduplicated (kube-proxy repeats comments)
-                        info = (kp_modules[mod, prob is not None], comment, None, dport, prob, spn)
-                        mc = kp_minfos.get(info)
-                        if mc is None:
-                            mc = kp_minfos[info] = len(m_vals)
-                            m_vals.append(info)
+                        # match_info() of these matches
+                        mc = len(m_count)
+                        m_mods(kp_modules[mod, prob is not None])
+                        m_comment(comment)
+                        m_sport(None)
+                        m_dport(dport)
+                        m_prob(prob)
+                        m_spn(spn)
                         if dnat_to is not None:
                             target = "DNAT"
-                            t_vals.append((dnat_to, dnat_to))
-                            tinfo = len(t_vals) - 1
+                            tinfo = len(t_count)
+                            t_args(dnat_to)
+                            t_dnat(dnat_to)
                             ext_targets.add((table, "DNAT"))
                         else:
                             tinfo = 0
                             if target not in standard:
                                 targets.add(target)
-                        # the same 9 flat slots (see ENTRY) as the general path below
-                        pend += (len(pend) // 9 + 1, target, None, None, line, lineno, hv, mc, tinfo)
+                        # the same ROW slots as the general path below
+                        flat += (cid, target, None, None, line, lineno, hv, mc, tinfo)
                         continue
             # The general hot path: "[pkts:bytes] -A CHAIN ..." of a known chain, checked by cached pieces.
             if (c == "-" or c == "[") and chains is not None and "\\" not in line:
@@ -1058,14 +1171,13 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
                             if info is False:
                                 hv = heads[head] = False
                             else:
-                                hv = heads[head] = len(h_vals)
-                                h_vals.append(info)
+                                hv = heads[head] = h_vals.add(info)
                     else:
                         hv = 0
                     if hv is not False:
                         chain = chains.get(name)
-                        pend = getattr(chain, "_pending", None)
-                        if pend is not None:
+                        cid = getattr(chain, "_cid", None)
+                        if cid is not None:
                             if len(pieces) > 1:
                                 pieces[0] = ""
                                 key = tuple(pieces)
@@ -1075,8 +1187,7 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
                                     if info is False:
                                         minfo = minfos[key] = False
                                     else:
-                                        minfo = minfos[key] = len(m_vals)
-                                        m_vals.append(info)
+                                        minfo = minfos[key] = m_vals.add(info)
                             else:
                                 minfo = 0
                             if minfo is not False:
@@ -1101,8 +1212,8 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
                                 if target is not False:
                                     if target is not None and target not in standard:
                                         targets.add(target)
-                                    # 9 flat slots per rule: no tuple outlives this line (see ENTRY)
-                                    pend += (len(pend) // 9 + 1, target, pk, by, line, lineno, hv, minfo, tinfo)
+                                    # ROW flat slots per rule: no tuple outlives this line
+                                    flat += (cid, target, pk, by, line, lineno, hv, minfo, tinfo)
                                     continue
             elif c == ":" and chains is not None:
                 # a chain declaration ":NAME POLICY [pkts:bytes]" of a new chain
@@ -1120,7 +1231,7 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
                             pk, by = int(m.group(1)), int(m.group(2))
                     if pk != -1:
                         chains[name] = lazy_chain(table, name, None if policy == "-" else policy, pk, by,
-                                                  None, True, cache)
+                                                  None, True, store)
                         continue
             if not line:
                 continue
@@ -1167,11 +1278,12 @@ def _line(st: _State, line: str, lineno: int, lines: list[str]) -> None:
             if old is not None:
                 # restore semantics: declaring an existing chain flushes it
                 old.rules = []
+                st.pruned = True
                 old.policy = None if policy == "-" else policy
                 old.packets, old.bytes = pk, by
                 old.declared = True
                 if isinstance(old, LazyChain):
-                    old._pending = []
+                    old._restart()
                 st.undeclared.pop((st.table, name), None)  # type: ignore[arg-type]
             else:
                 st.new_chain(name, None if policy == "-" else policy, pk, by, True)
@@ -1302,6 +1414,7 @@ def _restore_command(st: _State, cmd: str, toks: list[str], i: int, pk, by, line
             if not 1 <= num <= len(chain.rules):
                 raise _RuleSpecError(f"chain {name} has no rule {num}")
             del chain.rules[num - 1]
+            st.pruned = True
             st.mark_dirty(chain)
             return
         spec = _parse_spec(toks, j, st.cache)
@@ -1317,6 +1430,7 @@ def _restore_command(st: _State, cmd: str, toks: list[str], i: int, pk, by, line
                 st.rs.warnings.append(f"line {lineno}: -D found no such rule in {name}; ignored")
                 return
             del chain.rules[k]
+            st.pruned = True
             st.mark_dirty(chain)
             return
         rule = Rule(st.table, name, 0, spec[0], spec[1], spec[2], spec[3], spec[4], spec[5],  # type: ignore
@@ -1330,6 +1444,7 @@ def _restore_command(st: _State, cmd: str, toks: list[str], i: int, pk, by, line
             if num is None or not 1 <= num <= len(chain.rules):
                 raise _RuleSpecError(f"-R needs an existing rule number in chain {name}")
             chain.rules[num - 1] = rule
+            st.pruned = True
         st.mark_dirty(chain)
         return
     if cmd == "N":
@@ -1359,6 +1474,7 @@ def _restore_command(st: _State, cmd: str, toks: list[str], i: int, pk, by, line
             if chain.builtin:
                 raise _RuleSpecError(f"cannot delete built-in chain {name}")
             del chains[name]
+            st.pruned = True
             st.undeclared.pop((st.table, name), None)  # type: ignore[arg-type]
         return
     if cmd == "F" or cmd == "Z":
@@ -1370,6 +1486,7 @@ def _restore_command(st: _State, cmd: str, toks: list[str], i: int, pk, by, line
         for chain in targets:
             if cmd == "F":
                 chain.rules.clear()
+                st.pruned = True
             else:
                 chain.packets = 0 if chain.packets is not None else None
                 chain.bytes = 0 if chain.bytes is not None else None
@@ -1395,6 +1512,7 @@ def _restore_command(st: _State, cmd: str, toks: list[str], i: int, pk, by, line
     if new in chains:
         raise _RuleSpecError(f"chain {new} already exists")
     chain = chains.pop(old)
+    st.pruned = True
     chain.name = new
     for r in chain.rules:
         r.chain = new
@@ -1414,6 +1532,14 @@ def _finish(st: _State) -> None:
     for chain in st.dirty_chains:
         for k, r in enumerate(chain.rules, 1):
             r.position = k
+    if st.pruned:
+        # restore commands removed rules or chains (small inputs): count the jump targets again
+        # from the rules that are left
+        for table, chains in rs.tables.items():
+            st.targets[table] = {r.target for c in chains.values() for r in c.rules
+                                 if r.target is not None and r.target not in STANDARD_TARGETS}
+            st.ext_targets = {(t, x) for t, x in st.ext_targets if t != table} | {
+                (table, r.target) for c in chains.values() for r in c.rules if r.target_options}
     # Jump targets that are neither a declared chain nor a standard target: an undeclared chain
     # (an excerpt), unless it carries options (then it is an extension target we do not list).
     for table, targets in st.targets.items():
@@ -1422,7 +1548,7 @@ def _finish(st: _State) -> None:
         for name in missing:
             if (table, name) in st.ext_targets or not _CHAIN_NAME_RE.match(name):
                 continue
-            chains[name] = LazyChain(table, name, None, None, None, None, False, st.cache)
+            chains[name] = LazyChain(table, name, None, None, None, None, False, st.store)
             st.undeclared.setdefault((table, name), 0)
     # a built-in chain always exists in the kernel: using it undeclared (an excerpt) is no news
     user = [(t, c) for (t, c) in st.undeclared if c not in BUILTIN_CHAINS.get(t, ())]
@@ -1436,6 +1562,12 @@ def _finish(st: _State) -> None:
     enters = any("KUBE-SERVICES" in t for t in st.targets.values())
     has_kube = any(name.startswith("KUBE-") for chains in rs.tables.values() for name in chains)
     rs.fragment = bool(has_kube and not has_builtin and not enters)
+    # the rows and infos become numpy columns; the scan's caches (by piece of text) are done with
+    st.store.seal()
+    cache = st.cache
+    for table in (cache.h_vals, cache.m_vals, cache.t_vals):
+        table.seal()
+    cache.t_heads, cache.t_pieces, cache.t_minfo, cache.t_targets = {}, {}, {}, {}
 
 
 def parse_file(path: str | Path, *, strict: bool = False) -> Ruleset:

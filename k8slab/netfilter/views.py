@@ -24,11 +24,13 @@ one the rules jumping to it name (large-cluster mode drops comments); hash_ok is
 KUBE-SVC/SVL/EXT/FW/SEP chain's name is the hash kube-proxy computes from that service port (and
 endpoint), False when it is not, None where it cannot be checked (other chains, unknown inputs).
 
-Speed: the parser leaves, per rule, the facts a row needs (computed once per distinct piece of
-text with the pandas-free helpers :func:`addr_text`, :func:`match_info`, :func:`target_info`), so
-building the frames needs no Rule objects and mostly runs in C (zip, dict, numpy.repeat). pandas is
-imported only when a frame is built. Both frames are cached on the Ruleset (``rs._views``): change
-a Ruleset after looking at its frames and they are stale.
+Speed: the parser leaves, per rule, a row of numpy columns (see ``parser.RuleRows``) whose header,
+match and target facts are codes into :class:`InfoTable` columns (computed with the pandas-free
+helpers :func:`addr_text`, :func:`match_info`, :func:`target_info`), so building the frames needs no
+Rule objects and mostly runs in numpy (take, argsort, bincount). Chains whose Rule objects were
+built (or changed) after the parse are read from those instead. pandas is imported only when a
+frame is built. Both frames are cached on the Ruleset (``rs._views``): change a Ruleset after
+looking at its frames and they are stale.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ import re
 from typing import TYPE_CHECKING
 
 from .names import ENDPOINT_PREFIX, SERVICE_PREFIXES
-from .owners import owner_of
+from .owners import owners_of
 from .rules import Addr, Chain, Match, Option, Rule
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -221,7 +223,55 @@ def hash_matches(chain: str, spn: str | None, endpoint: str | None,
     return False
 
 
+class InfoTable:
+    """The distinct infos of one kind (header: 5 fields, match: 6, target: 2; see header_info,
+    match_info, target_info) kept as columns. A parsed rule keeps a code, its info's row here; code 0
+    is "none". Columns rather than a list of tuples, so that a view's column is one numpy ``take``:
+    transposing 100,000 tuples takes longer than building the frame. :meth:`seal` (end of the parse)
+    makes the columns numpy arrays, which the cyclic GC does not walk."""
+
+    __slots__ = ("cols",)
+
+    def __init__(self, first: tuple | None = None, cols: tuple | None = None):
+        self.cols = cols if cols is not None else tuple([v] for v in first)
+
+    def __len__(self) -> int:
+        return len(self.cols[0])
+
+    def __getitem__(self, code: int) -> tuple:
+        return tuple([c[code] for c in self.cols])
+
+    def add(self, info: tuple) -> int:
+        """Append one info; its code."""
+        for c, v in zip(self.cols, info):
+            c.append(v)
+        return len(self.cols[0]) - 1
+
+    def extend(self, columns) -> int:
+        """Append infos given as columns (one iterable per field); the code of the first."""
+        base = len(self.cols[0])
+        for c, v in zip(self.cols, columns):
+            c.extend(v)
+        return base
+
+    def copy(self) -> "InfoTable":
+        """A copy that can grow (list columns)."""
+        return InfoTable(cols=tuple(c.tolist() if hasattr(c, "tolist") else list(c) for c in self.cols))
+
+    def seal(self) -> None:
+        import numpy as np
+        self.cols = tuple(c if isinstance(c, np.ndarray) else np.fromiter(c, dtype=object, count=len(c))
+                          for c in self.cols)
+
+    def column(self, k: int):
+        """Field ``k`` of every info, as an object array."""
+        import numpy as np
+        c = self.cols[k]
+        return c if isinstance(c, np.ndarray) else np.fromiter(c, dtype=object, count=len(c))
+
+
 ENTRY = 9   # flat slots per rule in chain_entries(): see k8slab.netfilter.parser.LazyChain.view_entries
+ROW = 9     # flat slots per row of the parse's rows: see k8slab.netfilter.parser.RuleRows
 
 
 def chain_entries(chain) -> list:
@@ -251,72 +301,111 @@ class _Facts:
 
     def __init__(self, rs: "Ruleset"):
         import numpy as np
-        from itertools import chain as concat, repeat
+        from itertools import repeat
 
         self.chains: list[Chain] = []
         keys: list[tuple[str, str]] = []
-        entries: list[list] = []
         index: dict[str, dict[str, int]] = {}
         table_rows: list[tuple[str, int]] = []       # (table, first chain number) in order
-        cache = None
+        # the parse's rows (see parser.RuleRows): chains whose rules are still rows there cost nothing here
+        store = None
         for chains in rs.tables.values():
             for ch in chains.values():
-                if getattr(ch, "_pending", None) is not None and ch._cache is not None:
-                    cache = ch._cache
+                if getattr(ch, "_cid", None) is not None:
+                    store = ch._store
                     break
-            if cache is not None:
+            if store is not None:
                 break
-        if cache is not None:
-            hvals, mvals, tvals = list(cache.h_vals), list(cache.m_vals), list(cache.t_vals)
+        if store is not None:
+            store.seal()
+            cache = store.cache
+            hvals, mvals, tvals = cache.h_vals, cache.m_vals, cache.t_vals
+            store_cols = store.cols
+            cid_no = np.full(len(store.chains), -1, dtype=np.intp)
         else:
-            hvals, mvals, tvals = [(None,) * 5], [_NO_MATCHES], [_NO_TARGET]
+            hvals, mvals, tvals = InfoTable((None,) * 5), InfoTable(_NO_MATCHES), InfoTable(_NO_TARGET)
+            store_cols = None
+            cid_no = np.full(0, -1, dtype=np.intp)
+        copied = False
+        extra: list = []          # ENTRY slots per rule of the chains that have Rule objects
+        extra_no: list[int] = []  # their chain numbers
         for table, chains in rs.tables.items():
-            idx = index[table] = {}
-            table_rows.append((table, len(keys)))
-            for name, ch in chains.items():
-                idx[name] = len(keys)
-                keys.append((table, name))
-                self.chains.append(ch)
-                pend = getattr(ch, "_pending", None)
-                if pend is not None and ch._cache is cache:
-                    entries.append(pend)          # codes already
+            base = len(keys)
+            names_t = list(chains)
+            objs = list(chains.values())
+            index[table] = dict(zip(names_t, range(base, base + len(names_t))))
+            table_rows.append((table, base))
+            keys += [(table, name) for name in names_t]
+            self.chains += objs
+            # chains whose rules are rows of the parse: their number, by id
+            rows_of = [(no, ch._cid) for no, ch in enumerate(objs, base)
+                       if getattr(ch, "_cid", None) is not None and ch._store is store]
+            if rows_of:
+                nos, cids = zip(*rows_of)
+                cid_no[list(cids)] = nos
+            if len(rows_of) == len(objs):
+                continue
+            in_rows = {no for no, _cid in rows_of}
+            for no, ch in enumerate(objs, base):
+                if no in in_rows:
                     continue
                 # materialised or foreign chains: their infos become codes here
                 e = list(chain_entries(ch))
+                if not e:
+                    continue
+                if not copied:      # the parse's tables stay as they are
+                    hvals, mvals, tvals = hvals.copy(), mvals.copy(), tvals.copy()
+                    copied = True
                 for slot, vals in ((6, hvals), (7, mvals), (8, tvals)):
-                    base = len(vals)
                     infos = e[slot::ENTRY]
-                    vals += infos
-                    e[slot::ENTRY] = range(base, base + len(infos))
-                entries.append(e)
+                    first = vals.extend(zip(*infos))
+                    e[slot::ENTRY] = range(first, first + len(infos))
+                extra += e
+                extra_no += [no] * (len(e) // ENTRY)
         n_chains = len(keys)
-        counts = np.fromiter(map(len, entries), dtype=np.int64, count=n_chains) // ENTRY
-        flat = list(concat.from_iterable(entries))
-        n = len(flat) // ENTRY
+        n_store = len(store_cols[0]) if store_cols is not None else 0
+        # chain number of every row (store rows first, then the extra ones); -1: a dead row
+        row_no = cid_no[store_cols[0]] if store_cols is not None else np.zeros(0, dtype=np.intp)
+        if extra_no:
+            row_no = np.concatenate([row_no, np.array(extra_no, dtype=np.intp)])
+        live = np.flatnonzero(row_no >= 0)
+        order = live[np.argsort(row_no[live], kind="stable")]      # chain order, input order within
+        row_chain = row_no[order]
+        n = len(order)
+        counts = np.bincount(row_chain, minlength=n_chains)
         self.keys, self.counts, self.n_rules = keys, counts.tolist(), n
         self.index = index
-        cols = [flat[k::ENTRY] for k in range(6)]
-        hc = np.fromiter(flat[6::ENTRY], dtype=np.intp, count=n)
-        mc = np.fromiter(flat[7::ENTRY], dtype=np.intp, count=n)
-        tc = np.fromiter(flat[8::ENTRY], dtype=np.intp, count=n)
-        del flat
+        starts = np.concatenate([[0], np.cumsum(counts)])     # row number of chain i (and the end)
+
+        def column(slot: int, dtype=object):
+            parts = [store_cols[slot]] if store_cols is not None else []
+            if extra:
+                parts.append(np.fromiter(extra[slot::ENTRY], dtype=dtype, count=len(extra_no)))
+            if not parts:
+                return np.zeros(0, dtype=dtype)
+            return (parts[0] if len(parts) == 1 else np.concatenate(parts))[order]
+
+        position = np.arange(n, dtype=np.int64) - starts[row_chain] + 1
+        from_rules = np.flatnonzero(order >= n_store)
+        if len(from_rules):     # Rule objects keep their own positions
+            position[from_rules] = np.array(extra[0::ENTRY], dtype=np.int64)[order[from_rules] - n_store]
+        cols = [position, column(1), column(2), column(3), column(4), column(5, np.int64)]
+        hc, mc, tc = column(6, np.intp), column(7, np.intp), column(8, np.intp)
         self.columns, self.hc, self.mc, self.tc = cols, hc, mc, tc
         self.hvals, self.mvals, self.tvals = hvals, mvals, tvals
-        row_chain = np.repeat(np.arange(n_chains, dtype=np.intp), counts)
         self.row_chain = row_chain
         names = _objects([k[1] for k in keys])
         self.names = names
         # the chain number each rule jumps to (-1: none, or not a chain of its table)
-        targets = _objects(cols[1])
+        targets = cols[1]
         self.targets = targets
         jump = np.full(n, -1, dtype=np.intp)
-        starts = np.concatenate([[0], np.cumsum(counts)])     # row number of chain i (and the end)
         bounds = [int(starts[c]) for _t, c in table_rows] + [n]
         for k, (table, _c) in enumerate(table_rows):
             a, b = bounds[k], bounds[k + 1]
             if a == b:
                 continue
-            jump[a:b] = np.fromiter(map(index[table].get, cols[1][a:b], repeat(-1, b - a)),
+            jump[a:b] = np.fromiter(map(index[table].get, targets[a:b].tolist(), repeat(-1, b - a)),
                                     dtype=np.intp, count=b - a)
         self.jump = jump
         # who jumps where: unique (chain, target chain) pairs, in the order they first appear
@@ -330,15 +419,16 @@ class _Facts:
         self.jumps_to = _split(names[dst[by_src]].tolist(), np.bincount(src, minlength=n_chains))
         self.jumped_from = _split(names[src[by_dst]].tolist(), np.bincount(dst, minlength=n_chains))
         # first value per hashed chain
-        hashed = np.fromiter((k[1].startswith(_HASHED_PREFIXES) for k in keys), dtype=bool, count=n_chains)
-        seps = np.fromiter((k[1].startswith(ENDPOINT_PREFIX) for k in keys), dtype=bool, count=n_chains)
-        spn_tab = _objects([m[5] for m in mvals])
-        dnat_tab = _objects([t[1] for t in tvals])
-        proto_tab = _objects([h[2] for h in hvals])
+        chain_names = names.tolist()
+        hashed = np.array([c.startswith(_HASHED_PREFIXES) for c in chain_names], dtype=bool)
+        seps = np.array([c.startswith(ENDPOINT_PREFIX) for c in chain_names], dtype=bool)
+        spn_tab = mvals.column(5)
+        dnat_tab = tvals.column(1)
+        proto_tab = hvals.column(2)
         hashed_row = hashed[row_chain]
         spn_of = _first_per_chain(spn_tab, mc, _present(spn_tab)[mc] & hashed_row, row_chain, n_chains)
         ep_of = _first_per_chain(dnat_tab, tc, _present(dnat_tab)[tc] & seps[row_chain], row_chain, n_chains)
-        plain = np.fromiter((bool(p) and p[0] != "!" for p in proto_tab), dtype=bool, count=len(proto_tab))
+        plain = np.array(_by_value(lambda p: bool(p) and p[0] != "!", proto_tab.tolist()), dtype=bool)
         self._proto_of = _first_per_chain(proto_tab, hc, plain[hc] & hashed_row, row_chain, n_chains)
         need = hashed & (~_present(spn_of) | (seps & ~_present(ep_of)))
         if need.any():
@@ -361,7 +451,7 @@ class _Facts:
         self.endpoint = ep_of.tolist()
         self._hashed = hashed
         self._hash_ok: list | None = None
-        self.owners = [owner_of(t, c) for t, c in keys]
+        self.owners = owners_of(keys)
 
     @property
     def hash_ok(self) -> list:
@@ -371,6 +461,14 @@ class _Facts:
             self._hash_ok = _hash_checks(self.keys, self._hashed, self.spn, self.endpoint,
                                          self._proto_of.tolist())
         return self._hash_ok
+
+
+def _by_value(fn, values: list) -> list:
+    """``[fn(v) for v in values]``, calling ``fn`` once per distinct value (the lookups run in C)."""
+    seen = dict.fromkeys(values)
+    for v in seen:
+        seen[v] = fn(v)
+    return list(map(seen.__getitem__, values))
 
 
 def _objects(values: list) -> "np.ndarray":
@@ -525,26 +623,23 @@ def _rules_frame(rs: "Ruleset") -> "pd.DataFrame":
         # one value per chain -> one per rule, in C
         return _objects(values)[row_chain]
 
-    def info(vals: list, k: int, codes) -> "np.ndarray":
-        # field k of each row's info, by code
-        return _objects([v[k] for v in vals])[codes]
-
     owners = _objects(facts.owners)
     kube = np.fromiter((o == "kube-proxy" for o in facts.owners), dtype=bool, count=len(keys))
     position, target, packets, nbytes, line, lineno = facts.columns
-    src, dst, proto, iif, oif = (info(hvals, k, hc) for k in range(5))
-    modules, comment, sport, dport = (info(mvals, k, mc) for k in range(4))
-    prob_tab = _objects([m[4] for m in mvals])
-    targs_tab = _objects([t[0] for t in tvals])
+    htab, mtab, ttab = ([t.column(k) for k in range(len(t.cols))] for t in (hvals, mvals, tvals))
+    src, dst, proto, iif, oif = (t[hc] for t in htab)
+    modules, comment, sport, dport = (t[mc] for t in mtab[:4])
+    prob_tab = mtab[4]
+    targs_tab = ttab[0]
     target_args = targs_tab[tc]
     with_p = np.flatnonzero(_present(prob_tab)[mc])
     if len(with_p):
         target_args[with_p] = [f"p={p} {a}" if a else f"p={p}"
                                for p, a in zip(prob_tab[mc[with_p]].tolist(), target_args[with_p].tolist())]
-    probability = np.fromiter((_NAN if p is None else _float(p) for p in prob_tab.tolist()),
-                              dtype="float64", count=len(prob_tab))[mc]
+    probability = np.array(_by_value(lambda p: _NAN if p is None else _float(p), prob_tab.tolist()),
+                           dtype="float64")[mc]
     # service port: the rule's own (from its comment), else its chain's; only on kube-proxy's chains
-    spn_tab = _objects([m[5] for m in mvals])
+    spn_tab = mtab[5]
     kube_row = kube[row_chain]
     service_port = facts.spn_arr[row_chain]
     own = _present(spn_tab)[mc] & kube_row
@@ -557,13 +652,13 @@ def _rules_frame(rs: "Ruleset") -> "pd.DataFrame":
     endpoint[none] = ep[facts.jump[none]]
     data = {
         "table": per_chain([k[0] for k in keys]), "chain": facts.names[row_chain],
-        "position": np.fromiter(position, dtype="int64", count=n),
+        "position": position,
         "packets": _int_array(pd, packets), "bytes": _int_array(pd, nbytes),
         "src": src, "dst": dst, "protocol": proto, "sport": sport, "dport": dport,
         "in_iface": iif, "out_iface": oif, "comment": comment, "matches": modules,
         "target": facts.targets, "target_args": target_args, "probability": probability,
-        "dnat_to": info(tvals, 1, tc), "owner": owners[row_chain], "service_port": service_port,
-        "endpoint": endpoint, "line": line, "lineno": np.fromiter(lineno, dtype="int64", count=n),
+        "dnat_to": ttab[1][tc], "owner": owners[row_chain], "service_port": service_port,
+        "endpoint": endpoint, "line": line, "lineno": lineno,
     }
     return _frame(pd, data, RULE_COLUMNS)
 
@@ -599,17 +694,19 @@ def _column_kind(values):
 
 
 def _int_array(pd, values):
-    """Counters as nullable integers (<NA> where the dump had no counters)."""
+    """Counters (a list, or an object array, of int/None) as nullable integers (<NA> where the dump
+    had no counters)."""
     import numpy as np
-    n = len(values)
-    missing = values.count(None)
-    if n and not missing:
-        return pd.arrays.IntegerArray(np.fromiter(values, dtype="int64", count=n), np.zeros(n, dtype=bool))
-    if missing == n:
+    arr = values if isinstance(values, np.ndarray) else np.fromiter(values, dtype=object, count=len(values))
+    n = len(arr)
+    missing = pd.isna(arr)
+    if not missing.any():
+        return pd.arrays.IntegerArray(arr.astype("int64"), np.zeros(n, dtype=bool))
+    if missing.all():
         return pd.arrays.IntegerArray(np.zeros(n, dtype="int64"), np.ones(n, dtype=bool))
-    mask = np.fromiter((v is None for v in values), dtype=bool, count=n)
-    data = np.fromiter((0 if v is None else v for v in values), dtype="int64", count=n)
-    return pd.arrays.IntegerArray(data, mask)
+    data = arr.copy()
+    data[missing] = 0
+    return pd.arrays.IntegerArray(data.astype("int64"), missing)
 
 
 def chains_frame(rs: "Ruleset") -> "pd.DataFrame":
