@@ -300,8 +300,9 @@ class _Facts:
     """
 
     def __init__(self, rs: "Ruleset"):
-        import numpy as np
         from itertools import repeat
+
+        import numpy as np
 
         self.chains: list[Chain] = []
         keys: list[tuple[str, str]] = []
@@ -488,8 +489,9 @@ def _first_per_chain(table, codes, mask, row_chain, n_chains: int) -> "np.ndarra
     out = np.full(n_chains, None, dtype=object)
     rows = np.flatnonzero(mask)
     if len(rows):
-        chains, first = np.unique(row_chain[rows], return_index=True)
-        out[chains] = table[codes[rows[first]]]
+        chains = row_chain[rows]            # rows are in chain order: a chain's first is where it changes
+        first = np.flatnonzero(np.concatenate([[True], chains[1:] != chains[:-1]]))
+        out[chains[first]] = table[codes[rows[first]]]
     return out
 
 
