@@ -72,7 +72,8 @@ from pathlib import Path
 
 from ..errors import K8sLabError, ParseError
 from .rules import BUILTIN_CHAINS, STANDARD_TARGETS, TABLES, Addr, Chain, Match, Option, Rule, Ruleset
-from .views import _NAT_TO, ROW, InfoTable, addr_text, canonical_cidr, match_info, rule_info, service_port_of, target_info
+from .views import (_NAT_TO, ENTRY, ROW, InfoTable, addr_text, canonical_cidr, match_info, rule_info, service_port_of,
+                    target_info)
 
 __all__ = ["parse", "parse_file", "tokenize", "DumpReadError", "LazyChain", "RuleRows", "ENTRY", "ROW",
            "rule_entries"]
@@ -818,8 +819,7 @@ class LazyChain(Chain):
         # the chain's id in the store while its rules are rows there (the Rule list, its slot unset
         # until then, is made when they are materialised); None once materialised
         if store is not None and not rules:
-            self._cid: int | None = len(store.chains)
-            store.chains.append(self)
+            self._cid: int | None = store.add_chain(self)
         else:
             self._cid = None
             _SLOT_RULES.__set__(self, list(rules) if rules else [])
@@ -887,10 +887,6 @@ class LazyChain(Chain):
         """:meth:`view_entries` as one tuple per rule (for tests and debugging)."""
         flat = self.view_entries()
         return [tuple(flat[k:k + ENTRY]) for k in range(0, len(flat), ENTRY)]
-
-
-#: flat slots per rule in LazyChain.view_entries()
-ENTRY = 9
 
 
 def rule_entries(rules: list[Rule], rows: list | None = None) -> list:
@@ -1082,10 +1078,9 @@ def parse(text: str, source: str | None = None, *, strict: bool = False) -> Rule
     h_vals, m_vals, t_vals = cache.h_vals, cache.m_vals, cache.t_vals
     # the info tables' columns, appended to directly on the kube-proxy fast path (see InfoTable)
     h_cols, m_cols, t_cols = h_vals.cols, m_vals.cols, t_vals.cols
-    h_app, m_app, t_app = ([c.append for c in cols] for cols in (h_cols, m_cols, t_cols))
-    h_src, h_dst, h_proto, h_iif, h_oif = h_app
-    m_mods, m_comment, m_sport, m_dport, m_prob, m_spn = m_app
-    t_args, t_dnat = t_app
+    h_src, h_dst, h_proto, h_iif, h_oif = (c.append for c in h_cols)
+    m_mods, m_comment, m_sport, m_dport, m_prob, m_spn = (c.append for c in m_cols)
+    t_args, t_dnat = (c.append for c in t_cols)
     h_count, m_count, t_count = h_cols[0], m_cols[0], t_cols[0]
     kp_match = _KP_RULE_RE.match
     bad_address = _bad_address
