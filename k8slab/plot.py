@@ -378,12 +378,14 @@ def _as_mapping(values) -> "OrderedDict[str, float]":
 
 
 def plot_probabilities(predicted, measured=None, *, rule_probabilities=None, ax=None,
-                       title: str = "Which endpoint answers?", n: int | None = None):
+                       title: str = "Which endpoint answers?", n: int | None = None,
+                       simulated: bool = False):
     """Bars of the predicted share of each endpoint next to the measured share.
 
     ``predicted``/``measured``: mappings endpoint -> fraction (or sequences). ``rule_probabilities``
     (endpoint -> the ``--probability`` of its rule) is printed above the bars, so 1/3, 1/2, 1 can be
-    seen turning into 1/3 each. ``n``: how many requests were measured, for the title.
+    seen turning into 1/3 each. ``n``: how many requests were measured, for the title. ``simulated``:
+    the "measured" shares are the sim backend's draws (``Response.predicted``), and the legend says so.
     """
     matplotlib, plt = _plt()
     pred = _as_mapping(predicted)
@@ -401,7 +403,8 @@ def plot_probabilities(predicted, measured=None, *, rule_probabilities=None, ax=
     if meas:
         ax.bar([x + w / 2 for x in xs], [meas.get(k, 0.0) for k in labels], width=w,
                color=MEASURED_COLOR, edgecolor="black",
-               label="measured" + (f" ({n} requests)" if n else ""))
+               label=("drawn by the model, not measured" if simulated else "measured")
+               + (f" ({n} requests)" if n else ""))
     for x, k in zip(xs, labels):
         if k in rules:
             ax.text(x, max(pred.get(k, 0), meas.get(k, 0)) + 0.03, f"rule p = {rules[k]:.3g}",

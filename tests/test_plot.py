@@ -111,6 +111,14 @@ def test_plot_probabilities_bars_match_the_numbers():
     assert [t.get_text() for t in ax.get_xticklabels()] == list(pred)
 
 
+def test_plot_probabilities_says_when_the_shares_were_drawn_by_the_model():
+    shares = {"10.244.0.4:8080": 0.5, "10.244.0.5:8080": 0.5}
+    live = _legend_labels(plot.plot_probabilities(shares, shares, n=300))
+    model = _legend_labels(plot.plot_probabilities(shares, shares, n=300, simulated=True))
+    assert live == ["predicted (from the rules)", "measured (300 requests)"]
+    assert model == ["predicted (from the rules)", "drawn by the model, not measured (300 requests)"]
+
+
 def test_plot_latency_one_column_per_way_and_says_prediction():
     df = pd.DataFrame({"way": ["port-forward"] * 5 + ["ingress"] * 5,
                        "ms": [5, 6, 7, 8, 9, 1, 2, 3, 4, 5], "predicted": True})
