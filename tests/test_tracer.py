@@ -152,6 +152,20 @@ def test_statistic_negated_and_nth():
     assert sum(got.values()) == 1
 
 
+@pytest.mark.parametrize("module", ["statistic", "nth"])
+def test_every_nth_packet_in_both_modules(module):
+    def dnat(every):
+        mode = [opt("--mode", "nth")] if module == "statistic" else []
+        return ruleset({"nat": {"PREROUTING": ("ACCEPT", [
+            R("DNAT", m(module, *mode, opt("--every", every)), p="tcp",
+              to=[opt("--to-destination", "10.0.0.1:1")])])}})
+    assert trace(dnat("3"), pod_packet(), NODE).by_destination() == {"10.0.0.1:1": Fraction(1, 3),
+                                                                      None: Fraction(2, 3)}
+    assert trace(dnat("1"), pod_packet(), NODE).by_destination() == {"10.0.0.1:1": 1}
+    unknown = trace(dnat("0"), pod_packet(), NODE)
+    assert [o.unknown for o in unknown.outcomes] == [[f"unknown: {module}"]] * 2
+
+
 # --------------------------------------------------------------------------------------------------
 # Hooks, tables, targets
 

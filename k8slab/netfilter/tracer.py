@@ -810,35 +810,31 @@ def _statistic(m: Match) -> list[_Check]:
         branch = _Branch(q, None, None, label)
         return [lambda st, ctx: branch]
     if mode_name == "nth":
-        every = m.get("--every")
-        try:
-            n = int(every.value) if every is not None else 0
-        except ValueError:
-            n = 0
-        if n < 1:
-            return [_unknown("statistic", _match_text(m), _match_text(m))]
-        q = Fraction(1, n)
         neg = any(o.negated for o in m.options if o.name in ("--every", "--packet"))
-        if neg:
-            q = 1 - q
-        if q in (0, 1):
-            return [lambda st, ctx, r=q == 1: r]
-        branch = _Branch(q, None, None, f"nth every {n}")
-        return [lambda st, ctx: branch]
+        return _every_nth(m, "statistic", neg)
     return [_unknown("statistic", _match_text(m), _match_text(m))]
 
 
 def _nth(m: Match) -> list[_Check]:
+    return _every_nth(m, "nth", False)
+
+
+def _every_nth(m: Match, module: str, negated: bool) -> list[_Check]:
+    """``--every N`` (``statistic --mode nth`` or the old ``nth`` match): a branch taken by 1 packet in
+    N (N-1 in N when negated)."""
     every = m.get("--every")
     try:
         n = int(every.value) if every is not None else 0
     except ValueError:
         n = 0
     if n < 1:
-        return [_unknown("nth", _match_text(m), _match_text(m))]
-    if n == 1:
-        return [lambda st, ctx: True]
-    branch = _Branch(Fraction(1, n), None, None, f"nth every {n}")
+        return [_unknown(module, _match_text(m), _match_text(m))]
+    q = Fraction(1, n)
+    if negated:
+        q = 1 - q
+    if q in (0, 1):
+        return [lambda st, ctx, r=q == 1: r]
+    branch = _Branch(q, None, None, f"nth every {n}")
     return [lambda st, ctx: branch]
 
 
