@@ -119,18 +119,9 @@ def control_plane(lab) -> dict:
 
 
 def client_pod(lab) -> str:
-    """A pod to send in-cluster requests from: on the pod network (not hostNetwork, whose address
-    is the node's), not the app's own and not the ingress controller (coredns, in a fresh cluster)."""
-    nodes, pods = lab.get("nodes"), lab.get("pods")
-    nets = [ipaddress.ip_network(str(c), strict=False) for c in nodes["pod_cidr"]]
-    for _, pod in pods.iterrows():
-        ip = pod["ip"]
-        if not ip or pod["app"] == APP or pod["namespace"] == INGRESS_NS:
-            continue
-        if any(ipaddress.ip_address(str(ip)) in net for net in nets):
-            return str(pod["name"])
-    from .errors import NotFound
-    raise NotFound("no pod on the pod network to send requests from: is the cluster up (lab.up())?")
+    """The pod in-cluster requests start from, as ``namespace/name``: the course's own client pod
+    (curl, on the pod network, not the app's and not the ingress controller), created on first use."""
+    return lab.client_pod()
 
 
 def app_pods(lab):

@@ -33,6 +33,8 @@ MAX_RESPONSES = 200
 CLUSTER_CONFIG = "kind/cluster.yaml"
 APP_MANIFEST = "kind/manifests/app.yaml"
 INGRESS_CONTROLLER_MANIFEST = "kind/manifests/ingress-nginx.yaml"
+CLIENT_MANIFEST = "kind/manifests/client.yaml"
+CLIENT_POD = "default/k8slab-client"
 
 
 class InvalidName(ManifestError):
@@ -555,20 +557,69 @@ class Lab:
         return client_pod_ip(self._pods(), info, exclude_app=APP)
 
     # --- traffic ---
-    def request(self, url: str, host: str | None = None, from_: str = "host",
-                source: str | None = None) -> Response:
+    def client_pod(self) -> str:
+        """The course's client pod (``kind/manifests/client.yaml``: curl, sleeping), created on first
+        use and reused: requests "from a pod" start there. Returns ``"namespace/name"``."""
+        self._require_up()
+        ns, _, name = CLIENT_POD.partition("/")
+        if not any((p.get("metadata") or {}).get("name") == name
+                   and (p.get("metadata") or {}).get("namespace", "default") == ns
+                   for p in self.backend.objects("pods")):
+            self.progress.step(f"creating the course's client pod {CLIENT_POD} ({CLIENT_MANIFEST})")
+            self.backend.apply(load_manifests(self.root / CLIENT_MANIFEST, self.root))
+        self.backend.wait_pod(ns, name)
+        return CLIENT_POD
+
+    def pod_ref(self, pod: str) -> str:
+        """``"namespace/name"`` for a pod given as ``namespace/name`` or as a bare name that exactly
+        one namespace holds. Pods are named this way between every function of the course."""
+        if "/" in pod:
+            return pod
+        found = sorted({(p.get("metadata") or {}).get("namespace", "default")
+                        for p in self.backend.objects("pods")
+                        if (p.get("metadata") or {}).get("name") == pod})
+        if len(found) == 1:
+            return f"{found[0]}/{pod}"
+        if not found:
+            raise NotFound(f"no pod named {pod!r} in any namespace: see lab.get('pods')")
+        raise NotFound(f"pods named {pod!r} exist in {', '.join(found)}: write namespace/{pod}")
+
+    def _source(self, from_: str, source: str | None) -> str | None:
         if from_ not in ("host", "node", "pod"):
             raise ValueError(f"from_ must be 'host', 'node' or 'pod', not {from_!r}")
         self._require_up()
-        resp = self.backend.request(url, host=host, from_=from_, source=source)
+        if from_ == "pod":
+            return self.client_pod() if source is None else self.pod_ref(source)
+        return source
+
+    def _keep(self, resp: Response, question: dict) -> Response:
         if not self.live:
             resp.predicted = True
         resp.backend = resp.backend or self.backend_name
         # what was asked, for record(): a replay answers the same question with this response
-        resp.request = {"url": url, "host": host, "from_": from_, "source": source}
+        resp.request = dict(question)
         self.responses.append(resp)
         del self.responses[:-MAX_RESPONSES]
         return resp
+
+    def request(self, url: str, host: str | None = None, from_: str = "host",
+                source: str | None = None) -> Response:
+        """One HTTP GET from the learner's machine (``host``), a node or a pod (default: the course's
+        client pod). ``Response.note`` says when it had to be sent otherwise (see the kind backend)."""
+        source = self._source(from_, source)
+        resp = self.backend.request(url, host=host, from_=from_, source=source)
+        return self._keep(resp, {"url": url, "host": host, "from_": from_, "source": source})
+
+    def requests(self, url: str, count: int, host: str | None = None, from_: str = "host",
+                 source: str | None = None) -> list[Response]:
+        """``count`` GETs, each a new connection (to see how a Service spreads them). On kind they go
+        out in one command, not one ``kubectl exec`` each."""
+        if int(count) < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        source = self._source(from_, source)
+        answers = self.backend.requests(url, int(count), host=host, from_=from_, source=source)
+        question = {"url": url, "host": host, "from_": from_, "source": source}
+        return [self._keep(r, question) for r in answers]
 
     def port_forward(self, target: str = f"svc/{APP}", local_port: int = PORT_FORWARD_LOCAL_PORT, remote_port: int = 80,
                      namespace: str = "default"):

@@ -58,6 +58,7 @@ class Response:
     elapsed_ms: float | None = None
     destination: str | None = None         # pod ip:port that answered, when known
     error: str | None = None               # connection refused / reset / timeout, in words
+    note: str = ""                         # how it was sent, when not as asked (e.g. from the node)
 
     @property
     def ok(self) -> bool:
@@ -231,6 +232,16 @@ class Backend(abc.ABC):
     def request(self, url: str, *, host: str | None = None, from_: From = "host",
                 source: str | None = None, timeout: float = 10.0) -> Response:
         """One HTTP GET. ``source`` names the node or pod for ``from_="node"|"pod"``."""
+    def requests(self, url: str, count: int, *, host: str | None = None, from_: From = "host",
+                 source: str | None = None, timeout: float = 10.0) -> list[Response]:
+        """``count`` HTTP GETs, each a new connection. A backend that pays for every command it runs
+        (kind: one ``kubectl exec`` per request) overrides this to send them all in one go."""
+        return [self.request(url, host=host, from_=from_, source=source, timeout=timeout)
+                for _ in range(int(count))]
+
+    def wait_pod(self, namespace: str, name: str, timeout: float = 120.0) -> None:
+        """Return once the pod is Ready. Pods of the models (sim, netns) are ready when applied."""
+
     @abc.abstractmethod
     def port_forward(self, target: str, local_port: int, remote_port: int,
                      namespace: str = "default") -> PortForward: ...

@@ -100,6 +100,8 @@ def main(tool: str, argv: list[str]) -> int:
     if tool == "kubectl" and "-f" in argv and opt(argv, "-f") == "-":
         stdin = sys.stdin.read()
     log(tool, argv, stdin)
+    if tool == "curl":
+        return curl(argv, os.environ.get("FAKE_CLIENT_IP", "10.244.0.9"))
     return {"docker": docker, "kind": kind, "kubectl": kubectl}[tool](argv, stdin)
 
 
@@ -227,14 +229,38 @@ def whoami(client_ip: str, host: str = "") -> dict:
 
 
 def curl(argv: list[str], client_ip: str) -> int:
+    """curl -s -i [--max-time T] [-H 'Host: h'] [-w FORMAT] URL, as curl prints it: the response (or
+    nothing on a failure), then the -w write-out with \\n and %{time_total} expanded (curl writes it
+    even when the transfer failed; curl's src/tool_writeout.c), exit 7 for a refused connection."""
     url = argv[-1]
-    if "refused" in url or ":9/" in url:
-        return out(rc=7)
     host = opt(argv, "-H", "") or ""
     path = re.sub(r"^https?://[^/]+", "", url) or "/"
-    if path.rstrip("/").endswith("whoami"):
-        return out(http_response(whoami(client_ip, host.replace("Host: ", ""))))
-    return out(http_response("not found", 404))
+    if "refused" in url or ":9/" in url:
+        text, rc = "", 7
+    elif path.rstrip("/").endswith("whoami"):
+        text, rc = http_response(whoami(client_ip, host.replace("Host: ", ""))), 0
+    else:
+        text, rc = http_response("not found", 404), 0
+    fmt = opt(argv, "-w")
+    if fmt is not None:
+        text += fmt.replace("\\n", "\n").replace("%{time_total}", "0.004215")
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return rc
+
+
+def run_in_container(cmd: list[str], client_ip: str) -> int:
+    """A command in a node or pod: curl answers as above; `sh -c SCRIPT ...` runs in the real /bin/sh
+    with this fake curl first on PATH (the kind backend's request loop is a real shell script)."""
+    if cmd[0] == "curl":
+        return curl(cmd, client_ip)
+    if cmd[0] in ("sh", "/bin/sh"):
+        import subprocess
+        here = os.path.dirname(os.path.realpath(__file__))
+        env = dict(os.environ, PATH=here + os.pathsep + os.environ.get("PATH", ""), FAKE_CLIENT_IP=client_ip)
+        return subprocess.run(["/bin/sh", *cmd[1:]], env=env).returncode
+    return out(err=f'OCI runtime exec failed: exec failed: unable to start container process: exec: '
+                   f'"{cmd[0]}": executable file not found in $PATH: unknown', rc=127)
 
 
 def docker(argv: list[str], stdin) -> int:
@@ -291,10 +317,7 @@ def docker(argv: list[str], stdin) -> int:
             return out(json.dumps({"items": items}))
         if cmd[:2] == ["crictl", "inspectp"]:
             return out(json.dumps({"status": {"id": cmd[2]}, "info": {"pid": 2201}}))
-        if cmd[0] == "curl":
-            return curl(cmd, "10.244.0.1")
-        return out(err=f'OCI runtime exec failed: exec failed: unable to start container process: exec: '
-                       f'"{cmd[0]}": executable file not found in $PATH: unknown', rc=127)
+        return run_in_container(cmd, "10.244.0.1")
     return out(err=f"docker: unknown command: docker {' '.join(argv[:1])}", rc=1)
 
 
@@ -623,8 +646,18 @@ def kubectl(argv: list[str], stdin) -> int:
     if verb == "delete":
         return out(f'{rest[0]} "{rest[1]}" deleted')
     if verb == "exec":
-        return out("# Configuration checksum: 1234\nhttp {\n    server {\n        server_name hello.local ;\n"
-                   "        listen 80 ;\n    }\n}")
+        head, cmd = rest[:rest.index("--")], rest[rest.index("--") + 1:]
+        target = next(a for i, a in enumerate(head) if not a.startswith("-") and (i == 0 or head[i - 1] != "-n"))
+        if not target.startswith("deploy/"):
+            # kubectl pkg/cmd/exec/exec.go: the pod is looked up in -n's namespace (default: default);
+            # a pod of another namespace is a NotFound (real-cli-behaviours.yaml k6a-exec-pod-missing).
+            known = select(objects_of("pods", cluster, state), None, ns or "default")
+            if not any(p["metadata"]["name"] == target for p in known):
+                return out(err=f'Error from server (NotFound): pods "{target}" not found', rc=1)
+        if cmd[:1] == ["cat"]:
+            return out("# Configuration checksum: 1234\nhttp {\n    server {\n        server_name hello.local ;\n"
+                       "        listen 80 ;\n    }\n}")
+        return run_in_container(cmd, "10.244.0.9")
     if verb in ("run", "debug"):
         if "--" in rest and rest[rest.index("--") + 1:][:1] == ["curl"]:
             return curl(rest[rest.index("--") + 1:], "10.244.0.9")

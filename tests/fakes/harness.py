@@ -17,7 +17,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import _fakecore  # noqa: E402
 
-TOOLS = ("docker", "kind", "kubectl")
+TOOLS = ("docker", "kind", "kubectl", "curl")
 
 
 def free_port() -> int:
@@ -122,6 +122,9 @@ def fake_tools(tmp_path: Path, monkeypatch, tools=TOOLS) -> FakeTools:
         https = free_port()
     (root / "kind" / "cluster.yaml").write_text(CONFIG.format(image=_fakecore.NODE_IMAGE, http=http, https=https))
     (root / "kind" / "manifests" / "ingress-nginx.yaml").write_text(INGRESS_COPY)
+    # the course's client pod, as in the repository (requests "from a pod" exec into it)
+    (root / "kind" / "manifests" / "client.yaml").write_text(
+        (HERE.parents[1] / "kind" / "manifests" / "client.yaml").read_text())
     ft = FakeTools(bindir, tmp_path / "fake.log", tmp_path / "fake-state.json", tmp_path / "cache", root,
                    http, https, monkeypatch)
     monkeypatch.setenv("PATH", str(bindir))

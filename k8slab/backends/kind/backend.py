@@ -35,16 +35,21 @@ from .. import ingress_nginx
 from .doctor import INSTALL, KindDoctor, cache_dir, find_kubectl
 from .errors import (ConfigMismatch, HostPortInUse, WebhookNotReady, validate_name,
                      validate_target)
-from .parse import (CURL_ERRORS, Container, KindConfig, applied_names, busy_port_in, config_differences,
+from .parse import (Container, KindConfig, applied_names, busy_port_in, config_differences,
                     container_mappings, destination_of, explain_problems, free_port_hint, objects_to_yaml,
-                    parse_conntrack, parse_crictl_ps, parse_http, parse_ip_addrs, parse_kind_clusters,
+                    parse_conntrack, parse_crictl_ps, parse_ip_addrs, parse_kind_clusters,
                     parse_kind_version, parse_kubectl_version, parse_ss, pick_iptables, pod_problems,
                     read_kind_config, whoami_of)
+from .traffic import probe_tcp, split_curl_batch
 from .portforward import (KubectlPortForward, PythonPortForward, _claim_port, _register,
                           close_all_port_forwards, python_client_connector)
 
 APP_IMAGE = "k8slab/url-shortener:0.1.0"
-CLIENT_IMAGE = "curlimages/curl:8.11.1"       # the short-lived client pod of request(from_="pod")
+CLIENT_IMAGE = "curlimages/curl:8.11.1"       # the image of kind/manifests/client.yaml
+CLIENT_MANIFEST = Path("kind/manifests/client.yaml")
+CLIENT_POD = "default/k8slab-client"          # "from a pod" requests start here (Lab.client_pod)
+# Runs curl "$@" $1 times; after each, curl's -w marker gets " <exit code>@@" and a newline.
+CURL_LOOP = 'n=$1; shift; i=0; while [ "$i" -lt "$n" ]; do i=$((i+1)); curl "$@"; printf " %s@@\\n" "$?"; done'
 DEFAULT_CONFIG = Path("kind/cluster.yaml")
 MODEL_KINDS = ("nodes", "pods", "services", "endpointslices", "ingressclasses", "ingresses", "deployments")
 
@@ -74,6 +79,14 @@ class KindBackend(KindDoctor, Backend):
         self.iptables_mode = ""
         self.history: list[Response] = []     # every request() answer, for Lab.record
         self.ingress_manifest: ingress_nginx.ManifestSource | None = None
+        self._forget_cluster()
+
+    def _forget_cluster(self) -> None:
+        """What is learnt about one cluster: node IPs, whether they are reachable, the client pod."""
+        self._ips: dict[str, str] = {}
+        self._reach: bool | None = None
+        self._reach_detail = ""
+        self._client_ready = False
 
     # --- tools ------------------------------------------------------------------------------------
     @property
@@ -137,6 +150,7 @@ class KindBackend(KindDoctor, Backend):
         own kubeconfig and wait for the nodes."""
         if config is not None:
             self.config_path = Path(config)
+        self._forget_cluster()
         self.progress.step("checking Docker, kind, kubectl and host ports (doctor)")
         failed = [f for f in self.doctor() if not f.ok and f.blocking]
         if failed:
@@ -232,6 +246,7 @@ class KindBackend(KindDoctor, Backend):
     def down(self) -> None:
         """Delete the cluster (nothing happens if it does not exist) and its cached kubeconfig."""
         close_all_port_forwards()
+        self._forget_cluster()
         self.progress.step(f"deleting cluster {self.name}")
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         self._kind("delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig),
@@ -504,31 +519,81 @@ class KindBackend(KindDoctor, Backend):
         return Cluster.from_objects(objs, name=self.name)
 
     # --- traffic ----------------------------------------------------------------------------------
+    # Requests from the host are made by this process (urllib). Requests from a node or a pod run
+    # curl there: `docker exec NODE ...` or `kubectl exec -n NS POD -- ...` (the course's client pod,
+    # kind/manifests/client.yaml, never `kubectl debug`: each debug adds an ephemeral container the
+    # pod keeps for good, KEP-277). N requests are one exec running curl N times (CURL_LOOP), each
+    # answer followed by a marker line with curl's own timing and exit code.
     def request(self, url: str, *, host: str | None = None, from_: From = "host",
                 source: str | None = None, timeout: float = 10.0) -> Response:
+        return self.requests(url, 1, host=host, from_=from_, source=source, timeout=timeout)[0]
+
+    def requests(self, url: str, count: int, *, host: str | None = None, from_: From = "host",
+                 source: str | None = None, timeout: float = 10.0) -> list[Response]:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url {url!r} is not valid: write http://HOST[:PORT]/PATH")
         if host is not None and not re.match(r"^[A-Za-z0-9.-]+(:\d+)?$", host):
             raise ValueError(f"host header {host!r} is not a valid host name")
-        start = time.monotonic()
-        if from_ == "host":
-            status, headers, body, error = self._request_host(url, host, timeout)
-        elif from_ == "node":
-            status, headers, body, error = self._request_curl(
-                ["docker", "exec", self._node(source)], url, host, timeout)
-        elif from_ == "pod":
-            status, headers, body, error = self._request_pod(url, host, source, timeout)
-        else:
+        if from_ not in ("host", "node", "pod"):
             raise ValueError(f"from_ must be 'host', 'node' or 'pod', not {from_!r}")
-        who = whoami_of(url, body) if status else None
-        resp = Response(url=url, status=status, body=body, headers=headers, whoami=who, from_=from_,
-                        backend=self.kind, predicted=False, elapsed_ms=(time.monotonic() - start) * 1000,
-                        destination=destination_of(who), error=error)
-        resp.request = {"url": url, "host": host, "from_": from_, "source": source}  # type: ignore[attr-defined]
-        self.history.append(resp)
+        note = ""
+        if from_ == "host":
+            node = self._node_of_ip(parts.hostname)
+            if node is not None and not self.host_reaches_nodes():
+                # Docker Desktop, colima, rootless Docker: the kind network is not routed from here.
+                from_, source = "node", node
+                note = (f"this machine cannot reach node IPs (probed: {self._reach_detail}); sent from "
+                        f"node {node} instead, where {parts.hostname} is local")
+        if from_ == "host":
+            answers = []
+            for _ in range(int(count)):
+                start = time.monotonic()
+                status, headers, body, error = self._request_host(url, host, timeout)
+                answers.append((status, headers, body, error, (time.monotonic() - start) * 1000))
+        elif from_ == "node":
+            answers = self._curl_batch(["docker", "exec", self._node(source)], url, host, count, timeout)
+        else:
+            answers = self._curl_batch(self._pod_exec_prefix(source), url, host, count, timeout)
+        out = []
+        for status, headers, body, error, ms in answers:
+            who = whoami_of(url, body) if status else None
+            resp = Response(url=url, status=status, body=body, headers=headers, whoami=who, from_=from_,
+                            backend=self.kind, predicted=False, elapsed_ms=ms,
+                            destination=destination_of(who), error=error, note=note)
+            resp.request = {"url": url, "host": host, "from_": from_, "source": source}  # type: ignore[attr-defined]
+            out.append(resp)
+        self.history.extend(out)
         del self.history[:-500]
-        return resp
+        return out
+
+    # --- can this machine reach the node IPs? ------------------------------------------------------
+    def host_reaches_nodes(self) -> bool:
+        """Probed once per cluster: a TCP connection from here to the control-plane's API server port
+        on its node IP (kubeadm's apiserver listens on every address of the node, :6443). An answer,
+        even a refusal, means the kind network is routed from here (Docker Engine on Linux); a timeout
+        or "unreachable" means it is not (Docker Desktop's VM, colima, rootless Docker)."""
+        if self._reach is None:
+            ip = self._node_ips().get(self.control_plane, "")
+            self._reach, self._reach_detail = probe_tcp(ip, 6443) if ip else (False, "no node IP known")
+        return self._reach
+
+    def _node_ips(self) -> dict[str, str]:
+        if not self._ips:
+            names = self.node_names()
+            res = self._docker("inspect", *names, check=False) if names else None
+            for c in json.loads(res.stdout or "[]") if res is not None else []:
+                nets = (c.get("NetworkSettings") or {}).get("Networks") or {}
+                net = nets.get("kind") or next(iter(nets.values()), {})
+                if net.get("IPAddress"):
+                    self._ips[c.get("Name", "").lstrip("/")] = net["IPAddress"]
+        return self._ips
+
+    def _node_of_ip(self, address: str) -> str | None:
+        """The node whose IP ``address`` is (None for localhost, names, pod and service IPs)."""
+        if not re.match(r"^\d+\.\d+\.\d+\.\d+$", address or "") or address.startswith("127."):
+            return None
+        return next((n for n, ip in self._node_ips().items() if ip == address), None)
 
     @staticmethod
     def _request_host(url: str, host: str | None, timeout: float):
@@ -545,29 +610,46 @@ class KindBackend(KindDoctor, Backend):
             reason = getattr(exc, "reason", exc)
             return None, {}, "", f"{reason}"
 
-    def _curl_args(self, url: str, host: str | None, timeout: float) -> list[str]:
-        return ["curl", "-s", "-i", "--max-time", f"{timeout:g}", *(["-H", f"Host: {host}"] if host else []), url]
-
-    def _request_curl(self, prefix: list[str], url: str, host: str | None, timeout: float):
-        res = runner.run([*prefix, *self._curl_args(url, host, timeout)], timeout=timeout + 30, check=False)
-        if res.returncode != 0:
-            return None, {}, res.stdout, CURL_ERRORS.get(res.returncode, f"curl exit {res.returncode}: "
-                                                        f"{res.stderr.strip()}")
-        status, headers, body = parse_http(res.stdout)
-        return status, headers, body, None if status else "no HTTP response"
-
-    def _request_pod(self, url: str, host: str | None, source: str | None, timeout: float):
+    def _pod_exec_prefix(self, source: str | None) -> list[str]:
+        """``kubectl exec -n NS POD --``: in ``source`` (``namespace/name``), else the client pod."""
         self._need_kubeconfig()
-        if source is None:
-            name = f"k8slab-client-{secrets.token_hex(3)}"
-            prefix = self.kubectl_argv("run", name, f"--image={CLIENT_IMAGE}", "--restart=Never", "--rm", "-i",
-                                       "--quiet", f"--pod-running-timeout={int(timeout + 60)}s", "--command", "--")
-        else:
-            ns, _, pod = source.rpartition("/")
-            prefix = self.kubectl_argv("debug", validate_name(pod, "pod name"), "-n",
-                                       validate_name(ns or "default", "namespace"), f"--image={CLIENT_IMAGE}",
-                                       "--profile=general", "-i", "--quiet", "--")
-        return self._request_curl(prefix, url, host, timeout)
+        ns, _, pod = (source or self.ensure_client_pod()).rpartition("/")
+        if not ns:
+            raise NotFound(f"pod {pod!r}: name it as namespace/name (e.g. default/{pod}); "
+                           f"`{self.kubectl_hint} get pods -A` lists them")
+        return self.kubectl_argv("exec", "-n", validate_name(ns, "namespace"), validate_name(pod, "pod name"), "--")
+
+    def ensure_client_pod(self) -> str:
+        """The course's client pod (kind/manifests/client.yaml), applied once and waited for."""
+        ns, _, name = CLIENT_POD.partition("/")
+        if not self._client_ready:
+            import yaml
+            self.apply([o for o in yaml.safe_load_all((self.root / CLIENT_MANIFEST).read_text()) if o])
+            self.wait_pod(ns, name)
+        return CLIENT_POD
+
+    def wait_pod(self, namespace: str, name: str, timeout: float | None = None) -> None:
+        """``kubectl wait --for=condition=Ready pod/NAME``; on failure, why the pod is not ready."""
+        timeout = timeout or self.timeouts["rollout"]
+        res = self._kubectl("wait", "--for=condition=Ready", f"pod/{validate_name(name, 'pod name')}", "-n",
+                            validate_name(namespace, "namespace"), f"--timeout={int(max(1, timeout))}s",
+                            timeout=timeout + 15, check=False)
+        if not res.ok:
+            why = (res.stderr or res.stdout).strip().splitlines()[-1:] or [""]
+            client = (namespace, name) == tuple(CLIENT_POD.split("/"))
+            self._raise_pod_problems(f"pod {namespace}/{name} is not ready ({why[0]})", namespace,
+                                     "app.kubernetes.io/name=k8slab-client" if client else None)
+        if (namespace, name) == tuple(CLIENT_POD.split("/")):
+            self._client_ready = True
+
+    def _curl_batch(self, prefix: list[str], url: str, host: str | None, count: int, timeout: float):
+        """Run curl ``count`` times in one command; one (status, headers, body, error, ms) each."""
+        token = secrets.token_hex(4)
+        curl = ["curl", "-s", "-i", "--max-time", f"{timeout:g}", *(["-H", f"Host: {host}"] if host else []),
+                "-w", f"\n@@k8slab-{token} %{{time_total}}", url]
+        argv = [*prefix, "sh", "-c", CURL_LOOP, "sh", str(int(count)), *curl]
+        res = runner.run(argv, timeout=count * (timeout + 1) + 60, check=False)
+        return split_curl_batch(res.stdout, token, count, res.stderr)
 
     def port_forward(self, target: str, local_port: int, remote_port: int, namespace: str = "default",
                      *, via: str = "kubectl", timeout: float = 30.0, connect=None) -> PortForward:
