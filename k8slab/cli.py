@@ -11,7 +11,7 @@ import sys
 
 from .errors import K8sLabError
 
-COMMANDS = ("rules", "trace", "render", "doctor", "lab", "course")
+COMMANDS = ("rules", "trace", "render", "doctor", "lab", "course", "selftest")
 
 
 class _Parser(argparse.ArgumentParser):
