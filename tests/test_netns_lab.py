@@ -219,7 +219,7 @@ def test_clusterip_from_a_pod(lab):
     node = c.control_plane.name
     svc = c.service("url-shortener")
     lab.request("http://127.0.0.1:1/", from_="pod")       # makes sure the client pod exists first
-    client = c.pod("client")
+    client = c.pod("k8slab-client")
     resp, before, after, entries = measure(
         lab, node, lambda: lab.request(f"http://{svc.cluster_ip}/whoami", from_="pod"))
     assert resp.ok and resp.client == client.ip and resp.pod in app_pods(lab)
