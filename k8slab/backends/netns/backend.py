@@ -46,7 +46,7 @@ CNI_BINARIES = tuple(f"{cni.CNI_PATH}/{p}" for p in cni.KINDNET_PLUGINS)
 KIND_GATEWAY = "172.18.0.1"
 APP_IMAGE_HINT = "url-shortener"
 CONTROLLER_IMAGE_HINT = "ingress-nginx/controller"
-CLIENT_POD = "client"
+CLIENT_POD = "k8slab-client"                 # kind/manifests/client.yaml
 
 
 @dataclass
@@ -122,10 +122,19 @@ class NetnsBackend(Backend):
     live = True
     _up_here: set[str] = set()          # lab names up in this process (one object per name)
 
-    def __init__(self, name: str, *, root: Path, progress: Progress):
+    def __init__(self, name: str, *, root: Path, progress: Progress, host_netns: str | None = None):
+        """``host_netns``: an existing namespace to use as the host (the learner's machine) instead of
+        creating ``<lab>-host``. The lab then creates and removes only its own things there: the
+        bridge, Docker's rules for the published ports (the namespace's rules are restored to what
+        they were at up()) and the docker-proxy relays; never the namespace itself."""
         super().__init__(name, root=Path(root), progress=progress)
         self.state = pl.state_dir(name)
-        self.host_ns = tx.host_netns(name)
+        self.external_host = host_netns is not None
+        if host_netns is not None and (host_netns == "" or host_netns.startswith(f"{name}-")):
+            raise K8sLabError(f"host namespace {host_netns!r}: give an existing namespace whose name does not "
+                              f"start with the lab's name ({name}-...), which the lab's clean-up would remove")
+        self.host_ns = host_netns if host_netns is not None else tx.host_netns(name)
+        self._host_rules_before: str | None = None
         self.bridge = ""                     # Docker's bridge name, from the model at up()
         self._cluster = None
         self._nodes: dict[str, NodeNet] = {}
@@ -207,7 +216,13 @@ class NetnsBackend(Backend):
     def _make_host(self) -> None:
         self.progress.step(f"host namespace {self.host_ns} with bridge {self.bridge} ({KIND_GATEWAY}/16) "
                            "for Docker's network 'kind'")
-        pl.netns_add(self.name, self.host_ns)
+        if self.external_host:
+            if not pl.netns_exists(self.host_ns):
+                raise BackendUnavailable(f"host namespace {self.host_ns} does not exist (ip netns list)")
+            # What the namespace's tables held before: put back at down().
+            self._host_rules_before = pl.exec_in(self.host_ns, ["iptables-save"], timeout=20).stdout
+        else:
+            pl.netns_add(self.name, self.host_ns)
         pl.ip_batch(self.host_ns, [
             f"link add {self.bridge} type bridge",
             f"addr add {KIND_GATEWAY}/16 dev {self.bridge}",
@@ -280,12 +295,29 @@ class NetnsBackend(Backend):
             self._procs.pop(key, None)
         for pod in reversed(list(self._pods.values())):
             self._remove_pod(pod)
+        if self.external_host:
+            self._clean_external_host()
         removed = pl.force_cleanup(self.name)    # nodes, host, state dir (IPAM) and anything missed
         NetnsBackend._up_here.discard(self.name)
         self._pods.clear()
         self._nodes.clear()
         self._up = False
         self.progress.step(f"netns lab {self.name!r} removed ({len(removed)} items)")
+
+    def _clean_external_host(self) -> None:
+        """Remove from a host namespace we were given what up() put there: the bridge (with it the
+        nodes' veth ends) and Docker's rules (each table restored to its state at up())."""
+        if not pl.netns_exists(self.host_ns):
+            return
+        if self.bridge:
+            pl.exec_in(self.host_ns, ["ip", "link", "del", self.bridge], timeout=10, check=False)
+        rules = self.state / "host.rules"
+        if rules.exists():
+            before = tx.parse_restore(self._host_rules_before or "")
+            kept = {t.name for t in before}
+            text = (self._host_rules_before or "") + "".join(
+                f"*{t.name}\nCOMMIT\n" for t in tx.parse_restore(rules.read_text()) if t.name not in kept)
+            pl.iptables_restore(self.host_ns, text, noflush=False)
 
     # ------------------------------------------------------------------ objects
     def apply(self, objects: list[dict]) -> list[str]:
@@ -349,6 +381,8 @@ class NetnsBackend(Backend):
         raise NotFound(f"no node {name!r} in lab {self.name!r}; nodes: {', '.join(self._nodes)}")
 
     def _pod(self, name: str, namespace: str | None = None) -> PodNet:
+        if namespace is None and "/" in name:          # "namespace/name", as the Lab names pods
+            namespace, _, name = name.partition("/")
         for (ns, pname), pod in self._pods.items():
             if pname == name and (namespace is None or ns == namespace):
                 return pod
@@ -595,8 +629,8 @@ class NetnsBackend(Backend):
         for pod in self._pods.values():
             if pod.role == "client":
                 return pod
-        node = self._control_plane()
-        self._cluster.apply(_client_pod_manifest(node.name))
+        from ... import model as m
+        self._cluster.apply(m.load_objects((self.root / "kind/manifests/client.yaml").read_text()))
         self._reconcile()
         return next(p for p in self._pods.values() if p.role == "client")
 
@@ -706,15 +740,6 @@ class NetnsBackend(Backend):
         if kind in ("pod", "pods", "po"):
             return self._pod(name, namespace), remote_port
         raise NotFound(f"port_forward target {target!r}: use svc/NAME, deploy/NAME or pod/NAME")
-
-
-def _client_pod_manifest(node: str) -> list:
-    from ... import model as m
-    return m.load_objects({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": CLIENT_POD, "namespace": "default", "labels": {"run": CLIENT_POD}},
-        "spec": {"nodeName": node, "containers": [{"name": CLIENT_POD, "image": "busybox:1.36"}]},
-    })
 
 
 def _http_get(sock: socket.socket, addr: str, path: str, host_header: str) -> tuple[int, dict, str]:
