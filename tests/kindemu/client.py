@@ -90,8 +90,11 @@ def main(tool: str, argv: list[str]) -> int:
         args = list(argv)
         if args[:1] == ["exec"]:
             rest = args[1:]
-            interactive = "-i" in rest or "--interactive" in rest
-            node = next((a for a in rest if not a.startswith("-")), None)
+            i = 0
+            while i < len(rest) and rest[i].startswith("-"):
+                i += 2 if rest[i] in ("-e", "--env", "-w", "--workdir", "-u", "--user", "--env-file") else 1
+            node = rest[i] if i < len(rest) else None
+            interactive = any(a in ("-i", "--interactive", "-it", "-ti") for a in rest[:i])
             if node is None:
                 o.err('docker: \'docker exec\' requires at least 2 arguments\n')
                 return 1

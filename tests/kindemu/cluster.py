@@ -1168,14 +1168,11 @@ class EmuCluster:
 
     # ------------------------------------------------------------------ docker exec NODE ...
     def docker_exec(self, argv: list[str], stdin: str | None, o: Out) -> int:
-        args = list(argv)
-        take(args, "-i", "--interactive", flag=True)
-        take(args, "-t", "--tty", flag=True)
-        take(args, "--privileged", flag=True)
-        take_all(args, "-e", "--env")
-        take(args, "-w", "--workdir")
-        take(args, "-u", "--user")
-        node, cmd = args[0], args[1:]
+        # docker exec [OPTIONS] CONTAINER COMMAND [ARG...]: options end at the container's name
+        i = 0
+        while i < len(argv) and argv[i].startswith("-"):
+            i += 2 if argv[i] in ("-e", "--env", "-w", "--workdir", "-u", "--user", "--env-file") else 1
+        node, cmd = argv[i], argv[i + 1:]
         b = self.backend
         nn = next((n for n in b._nodes.values() if n.name == node or
                    hashlib.sha256(f"{self.name}/{n.name}/container".encode()).hexdigest().startswith(node)), None)
