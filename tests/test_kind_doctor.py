@@ -110,3 +110,51 @@ def test_cli_exit_status_and_table(ft, monkeypatch, capsys):
     assert "blocking check(s) failed" in cap.err
     assert cli.main(["doctor", "--name", "Bad_Name"]) == 2
     assert "DNS-1123" in capsys.readouterr().err
+
+
+def _time_wait_port(listener_reuse: int = 1) -> int:
+    """A loopback port whose only socket is in TIME_WAIT on the server side: what a proxied
+    connection leaves behind after ``down()`` (the side that closes first keeps TIME_WAIT). The
+    listener sets SO_REUSEADDR like docker-proxy's (Go's net.Listen does on Linux), and accepted
+    sockets inherit it."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, listener_reuse)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = listener.accept()
+    conn.close()            # the server side closes first: its socket (local port = port) -> TIME_WAIT
+    client.recv(1)          # sees the FIN
+    client.close()
+    listener.close()        # nothing listens on the port any more
+    return port
+
+
+def test_a_port_left_in_time_wait_is_free_but_a_listener_is_not():
+    port = _time_wait_port()
+    # Precondition: the TIME_WAIT socket is real (a plain bind, without SO_REUSEADDR, still fails).
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))
+    # docker-proxy / dockerd bind with SO_REUSEADDR (Go's net.Listen on Linux; moby's bindTCPOrUDP),
+    # so a TIME_WAIT socket does not stop the cluster from publishing the port: doctor must agree.
+    assert k.port_free(port, "127.0.0.1") and k.port_free(port, "0.0.0.0")
+    # A real listener on loopback (with or without SO_REUSEADDR; on the TIME_WAIT port itself or a
+    # fresh one) makes the port busy on 127.0.0.1 and on 0.0.0.0.
+    for reuse, where in ((1, port), (0, 0), (1, 0)):
+        holder = socket.socket()
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, reuse)
+        holder.bind(("127.0.0.1", where))
+        holder.listen()
+        held = holder.getsockname()[1]
+        try:
+            assert not k.port_free(held, "127.0.0.1") and not k.port_free(held, "0.0.0.0")
+        finally:
+            holder.close()
+
+
+def test_time_wait_of_a_listener_without_reuseaddr_blocks_docker_too():
+    # Linux lets an SO_REUSEADDR bind pass a TIME_WAIT socket only if that socket had SO_REUSEADDR
+    # too; otherwise Docker's own bind fails as well, so doctor rightly still says busy.
+    port = _time_wait_port(listener_reuse=0)
+    assert not k.port_free(port, "127.0.0.1")

@@ -35,9 +35,27 @@ def find_kubectl() -> str | None:
 
 
 def port_free(port: int, address: str) -> bool:
+    """Could Docker publish ``address:port`` now? True unless some socket *listens* there.
+
+    The probe binds the way Docker does, so sockets in TIME_WAIT (left for a minute by connections
+    that went through the port, e.g. right after ``down()``) do not count as busy:
+
+    - Docker 24-27: docker-proxy calls Go's ``net.Listen``, which sets SO_REUSEADDR on Linux
+      (golang/go src/net/sockopt_linux.go ``setDefaultListenerSockopts``: "Allow reuse of
+      recently-used addresses");
+    - Docker 28: dockerd binds the host port itself with SO_REUSEADDR and then listens (moby
+      libnetwork/drivers/bridge/port_mapping_linux.go ``bindTCPOrUDP``); Docker 29 the same in
+      daemon/libnetwork/portallocator/osallocator_linux.go ``bindTCPOrUDP``/``listenTCP``, whose
+      comment says why it listens too: with SO_REUSEADDR, bind alone does not notice every clash.
+
+    With SO_REUSEADDR, Linux still refuses the bind (or the listen) when another socket on an
+    overlapping address is in LISTEN state, which is exactly a port that is really in use.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((address, port))
+            s.listen(1)
         except OSError:
             return False
     return True
