@@ -205,6 +205,24 @@ def test_apply_builds_and_loads_the_pinned_image_then_server_side_applies(up, ft
     assert sum(a[:1] == ["build"] for a in ft.argvs("docker")) == 1
 
 
+def test_the_app_image_loads_on_dockers_containerd_image_store(up, ft):
+    # Docker Desktop and fresh Docker Engine 29 use the containerd image store: buildx then attaches
+    # a provenance attestation by default, `docker save` does not carry it and `kind load
+    # docker-image` fails with "content digest ... not found" (kind #3795, #4236, PR #4247).
+    ft.scenario("containerd-store")
+    assert up.apply(APP) == ["deployment.apps/url-shortener", "service/url-shortener"]
+    assert ["load", "docker-image", "k8slab/url-shortener:0.1.0", "--name", "k8slab"] in ft.argvs("kind")
+    # Built without attestations by the environment, not by a flag the legacy builder lacks.
+    assert [a for a in ft.argvs("docker") if a[:1] == ["build"]] == [
+        ["build", "-t", "k8slab/url-shortener:0.1.0", str(ft.root / "app")]]
+
+
+def test_the_app_image_builds_with_the_legacy_builder_too(up, ft):
+    ft.scenario("legacy-builder")      # DOCKER_BUILDKIT=0 or no buildx: `docker build` has no --provenance
+    up.ensure_app_image()
+    assert ["load", "docker-image", "k8slab/url-shortener:0.1.0", "--name", "k8slab"] in ft.argvs("kind")
+
+
 def test_latest_tags_are_refused(up):
     with pytest.raises(ValueError, match="never latest"):
         up.ensure_app_image("k8slab/url-shortener:latest")

@@ -61,6 +61,16 @@ def test_nftables_docker(ft):
     assert "nftables" in f.detail and "nft list ruleset" in f.detail
 
 
+def test_image_store_is_reported_with_what_k8slab_does_about_it(ft):
+    f = findings(ft)["Docker image store"]
+    assert f.ok and not f.blocking and "classic image store" in f.detail and "overlay2" in f.detail
+    ft.scenario("containerd-store")
+    f = findings(ft)["Docker image store"]
+    assert f.ok and not f.blocking       # not a failure: k8slab copes with it
+    assert "containerd image store" in f.detail and "io.containerd.snapshotter.v1" in f.detail
+    assert "BUILDX_NO_DEFAULT_ATTESTATIONS=1" in f.detail and "kind load docker-image" in f.detail
+
+
 def test_kind_and_kubectl_missing(ft):
     ft.remove("kind")
     ft.remove("kubectl")

@@ -48,6 +48,17 @@ def test_docker_info_rootless_desktop_and_firewall(monkeypatch):
     assert info.desktop and not info.rootless and info.firewall_backend == "iptables"
 
 
+def test_docker_info_image_store(monkeypatch):
+    # moby daemon/containerd/service.go LayerStoreStatus: [["driver-type", "io.containerd.snapshotter.v1"]]
+    monkeypatch.setenv("K8SLAB_FAKE_SCENARIO", "containerd-store")
+    info = k.parse_docker_info(json.dumps(_fakecore.docker_info()))
+    assert info.image_store == "containerd" and info.storage_driver == "overlayfs"
+    monkeypatch.setenv("K8SLAB_FAKE_SCENARIO", "")
+    info = k.parse_docker_info(json.dumps(_fakecore.docker_info()))
+    assert info.image_store == "classic" and info.storage_driver == "overlay2"
+    assert k.parse_docker_info('{"ServerVersion": "20.10.0"}').image_store == ""      # not reported
+
+
 def test_versions():
     assert k.parse_kind_version("kind v0.32.0 go1.25.5 linux/amd64") == "v0.32.0"
     assert k.parse_kubectl_version('{"clientVersion": {"gitVersion": "v1.37.1"}}') == "v1.37.1"

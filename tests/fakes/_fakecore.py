@@ -12,6 +12,12 @@ in the real tool's documented output format. State (clusters, applied objects) l
   webhook-not-ready  no ready endpoint behind the admission Service; applying an Ingress is refused
   hang               kind create, kubectl rollout/wait and port-forward never finish
   legacy-node        the node's kube-proxy rules are in iptables-legacy, not nft
+  containerd-store   Docker uses the containerd image store (Docker Desktop, fresh Engine 29): docker
+                     info says so; `docker build` (buildx) attaches a provenance attestation unless
+                     BUILDX_NO_DEFAULT_ATTESTATIONS / --provenance=false turn it off, and `kind load
+                     docker-image` of such an image fails with "content digest ... not found"
+  legacy-builder     `docker build` is the legacy builder (DOCKER_BUILDKIT=0 or no buildx): it has no
+                     --provenance flag
   crash              app pods in CrashLoopBackOff
 
 A cluster "exists with another config" when the state says so (tests write it with ``seed_cluster``).
@@ -118,7 +124,15 @@ def docker_info() -> dict:
     opts = ["name=seccomp,profile=builtin", "name=cgroupns"]
     if "rootless" in sc:
         opts.append("name=rootless")
-    info = {"ID": "b5c1e3a0-1c2d-4e5f-8a9b-0c1d2e3f4a5b", "Containers": 1, "ContainersRunning": 1,
+    # DriverStatus as moby reports it (real-cli-behaviours.yaml o18b): the containerd image store
+    # (daemon/containerd/service.go LayerStoreStatus) or the classic overlay2 graphdriver.
+    if "containerd-store" in sc:
+        storage = {"Driver": "overlayfs", "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]}
+    else:
+        storage = {"Driver": "overlay2", "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"],
+                                                         ["Using metacopy", "false"], ["Native Overlay Diff", "true"],
+                                                         ["userxattr", "false"]]}
+    info = {"ID": "b5c1e3a0-1c2d-4e5f-8a9b-0c1d2e3f4a5b", "Containers": 1, "ContainersRunning": 1, **storage,
             "ServerVersion": "28.2.2", "OperatingSystem": "Docker Desktop" if "desktop" in sc else "Debian GNU/Linux 12 (bookworm)",
             "OSType": "linux", "KernelVersion": "6.1.0-28-amd64", "NCPU": 2, "MemTotal": 8 * 1024 ** 3,
             "SecurityOptions": opts, "CgroupVersion": "2", "ClientInfo": client,
@@ -285,8 +299,25 @@ def docker(argv: list[str], stdin) -> int:
         rc = 1 if missing else 0
         return out(json.dumps(found, indent=4), "".join(f"Error: No such object: {m}\n" for m in missing), rc)
     if argv[:1] == ["build"]:
+        tag = opt(argv, "-t")
+        if "legacy-builder" in sc:
+            # docker/cli cli/command/image/build.go (the legacy builder) has no --provenance flag;
+            # cli/cobra.go FlagErrorFunc: the usage text and exit status 125.
+            if any(a.startswith("--provenance") for a in argv):
+                return out(err="unknown flag: --provenance\n\nUsage:  docker build [OPTIONS] PATH | URL | -\n\n"
+                               "Run 'docker build --help' for more information", rc=125)
+            attest = False                    # the legacy builder makes no attestations
+        else:
+            # buildx (build/opt.go toSolveOpt): a min-mode provenance attestation by default when the
+            # driver supports attestations (the docker driver does only with the containerd store),
+            # unless --provenance=false or BUILDX_NO_DEFAULT_ATTESTATIONS is true (buildx v0.10.4, #1645).
+            no_default = os.environ.get("BUILDX_NO_DEFAULT_ATTESTATIONS", "").lower() in ("1", "t", "true")
+            attest = ("containerd-store" in sc and not no_default
+                      and not any(a in ("--provenance=false", "--provenance=0") for a in argv))
+        state.setdefault("images", {})[tag] = {"attestations": attest}
+        save_state(state)
         return out(err="#0 building with \"default\" instance using docker driver\n#1 DONE 0.1s\n"
-                   f"#9 naming to docker.io/{opt(argv, '-t')} done")
+                   f"#9 naming to docker.io/{tag} done")
     if argv[:1] == ["exec"]:
         node, cmd = argv[1], argv[2:]
         cluster = node.rsplit("-control-plane", 1)[0]
@@ -405,8 +436,18 @@ def kind(argv: list[str], stdin) -> int:
     if argv[:2] == ["load", "docker-image"]:
         if name not in state["clusters"]:
             return out(err=f"ERROR: no nodes found for cluster \"{name}\"", rc=1)
-        return out(f'Image: "{argv[2]}" with ID "sha256:0123abcd" not yet present on node "{name}-control-plane", '
-                   "loading...")
+        # kind logs with its logger on stderr (real-cli-behaviours.yaml d14a).
+        loading = f'Image: "{argv[2]}" with ID "sha256:0123abcd" not yet present on node "{name}-control-plane", loading...'
+        if (state.get("images") or {}).get(argv[2], {}).get("attestations"):
+            # `docker save` of an image with an attestation manifest misses that manifest's blobs, and
+            # the node's `ctr images import --all-platforms` stops on it (kind pkg/cluster/nodeutils/
+            # util.go LoadImageArchive; the output as in kind issues #3845 and #4066).
+            return out(err=(loading + "\nERROR: failed to load image: command \"docker exec --privileged -i "
+                            f"{name}-control-plane ctr --namespace=k8s.io images import --all-platforms --digests "
+                            "--snapshotter=overlayfs -\" failed with error: exit status 1\n\nCommand Output: ctr: "
+                            "content digest sha256:44b2c602cb838fd6a647d6d48cf0e6f56227351b2903263d60637ebd26545a8d: "
+                            "not found"), rc=1)
+        return out(err=loading)
     return out(err=f"ERROR: unknown command \"{' '.join(argv[:2])}\" for \"kind\"", rc=1)
 
 

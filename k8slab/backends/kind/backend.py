@@ -32,7 +32,7 @@ from ...errors import BackendUnavailable, CommandError, CommandNotFound, Command
 from ...progress import Progress
 from ..base import Backend, ConntrackEntry, From, NodeInfo, PortForward, Response, Route, Socket, parse_ip_route
 from .. import ingress_nginx
-from .doctor import INSTALL, KindDoctor, cache_dir, find_kubectl
+from .doctor import APP_BUILD_ENV, INSTALL, KindDoctor, cache_dir, find_kubectl
 from .errors import (ConfigMismatch, HostPortInUse, WebhookNotReady, validate_name,
                      validate_target)
 from .parse import (Container, KindConfig, applied_names, busy_port_in, config_differences,
@@ -257,9 +257,12 @@ class KindBackend(KindDoctor, Backend):
 
     # --- the app and the controller ---------------------------------------------------------------
     def build_app_image(self, image: str = APP_IMAGE) -> None:
+        """``docker build`` without a default provenance attestation (:data:`.doctor.APP_BUILD_ENV`
+        says why: otherwise the image does not load on Docker's containerd image store)."""
         self.progress.step(f"building {image} from app/")
-        self._docker("build", "-t", image, str(self.root / "app"), timeout=self.timeouts["build"],
-                     hint="Read the build output above; the Dockerfile is app/Dockerfile")
+        runner.run(["docker", "build", "-t", image, str(self.root / "app")], env=APP_BUILD_ENV,
+                   timeout=self.timeouts["build"],
+                   hint="Read the build output above; the Dockerfile is app/Dockerfile")
 
     def load_image(self, image: str = APP_IMAGE) -> None:
         self.progress.step(f"loading {image} into the nodes (kind load docker-image)")

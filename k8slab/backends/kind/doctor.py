@@ -12,10 +12,32 @@ from ...errors import CommandError, CommandTimeout, LabStateError
 from ..base import Finding
 from .. import ingress_nginx
 from .errors import validate_name
-from .parse import (DockerInfo, container_mappings, free_port_hint, parse_docker_info, parse_kind_version,
-                    parse_kubectl_version, read_kind_config)
+from .parse import (CONTAINERD_SNAPSHOTTER, DockerInfo, container_mappings, free_port_hint, parse_docker_info,
+                    parse_kind_version, parse_kubectl_version, read_kind_config)
 
 RECOMMENDED_FREE_MEMORY = 4 * 1024 ** 3
+
+#: The environment of ``docker build`` for the app image: no default provenance attestation.
+#:
+#: Why: on Docker's containerd image store (the default of Docker Desktop and of fresh Docker Engine 29
+#: installs) buildx attaches a provenance attestation to every image it builds, as an extra manifest
+#: in an image index. ``docker save`` (which ``kind load docker-image`` runs) does not carry that
+#: manifest's content, and the node's ``ctr images import --all-platforms`` then fails with "content
+#: digest sha256:...: not found" (kind issues #3795 and #4236; kind PR #4247 documents it). An image
+#: built without the attestation is a single manifest that saves and imports whole, on both stores.
+#:
+#: Why this way and not another:
+#: - ``BUILDX_NO_DEFAULT_ATTESTATIONS`` is buildx's documented switch for exactly this ("Turn off
+#:   default provenance attestations", docs.docker.com/build/building/variables/; added in buildx
+#:   v0.10.4, docker/buildx#1645; read in build/opt.go ``toSolveOpt``). The legacy builder
+#:   (``DOCKER_BUILDKIT=0``, or no buildx plugin) ignores it and makes no attestations anyway.
+#: - ``--provenance=false`` would do the same for buildx but breaks the legacy builder: its ``docker
+#:   build`` has no such flag (docker/cli cli/command/image/build.go), so it exits 125 with "unknown
+#:   flag: --provenance".
+#: - ``docker save --platform`` + ``kind load image-archive`` (the PR #4247 workaround) needs Docker
+#:   CLI 28.0+ / API 1.48 (docker/cli cli/command/image/save.go, flag annotated "version" 1.48),
+#:   which Docker 24 to 27 lack.
+APP_BUILD_ENV = {"BUILDX_NO_DEFAULT_ATTESTATIONS": "1"}
 
 
 def cache_dir(name: str) -> Path:
@@ -150,6 +172,7 @@ class KindDoctor:
                                             "iptables legacy or nft itself (k8slab reads both)", blocking=False))
             else:
                 findings.append(Finding("Docker firewall", True, self._host_iptables_mode(), blocking=False))
+            findings.append(self._image_store_finding(info))
             if info.mem_total and info.mem_total < RECOMMENDED_FREE_MEMORY:
                 findings.append(Finding("Docker memory", False, f"Docker may use {info.mem_total / 2**30:.1f} GiB",
                                         "give Docker at least 4 GiB (Docker Desktop: Settings > Resources)",
@@ -174,6 +197,23 @@ class KindDoctor:
                                     "close other programs: a kind node with the app and ingress-nginx wants ~4 GiB",
                                     blocking=False))
         return findings
+
+    @staticmethod
+    def _image_store_finding(info: DockerInfo) -> Finding:
+        """Which image store Docker uses, and what k8slab does about it (never blocking)."""
+        env = " ".join(f"{k}={v}" for k, v in APP_BUILD_ENV.items())
+        if info.image_store == "containerd":
+            detail = (f"containerd image store (DriverStatus driver-type {CONTAINERD_SNAPSHOTTER}, snapshotter "
+                      f"{info.storage_driver or '?'}): `kind load docker-image` fails there for images built "
+                      "with attestations (\"content digest ... not found\", kind #3795); k8slab builds the app "
+                      f"image with {env}, so it loads")
+        elif info.image_store == "classic":
+            detail = (f"classic image store ({info.storage_driver or 'graphdriver'}): `kind load docker-image` "
+                      f"works as is (k8slab still builds with {env}, harmless here)")
+        else:
+            detail = (f"docker info does not report the image store (driver {info.storage_driver or '?'}); "
+                      f"k8slab builds the app image with {env}, which loads on either store")
+        return Finding("Docker image store", True, detail, blocking=False)
 
     def _tool_finding(self, name: str, argv: list[str], parse: Callable[[str], str]) -> Finding:
         if not runner.which(argv[0]):

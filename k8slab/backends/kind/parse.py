@@ -83,6 +83,22 @@ class DockerInfo:
     firewall_backend: str       # "iptables", "nftables", "iptables+firewalld", "" when not reported
     mem_total: int
     error: str = ""
+    storage_driver: str = ""    # "overlay2" (classic graphdriver), "overlayfs" (containerd snapshotter)
+    image_store: str = ""       # "containerd", "classic", or "" when docker info does not say
+
+
+#: What ``DriverStatus`` holds when Docker keeps images in containerd (moby daemon/containerd/service.go
+#: ``LayerStoreStatus``: ``{"driver-type", string(plugins.SnapshotPlugin)}``, Docker 24 to 29).
+CONTAINERD_SNAPSHOTTER = "io.containerd.snapshotter.v1"
+
+
+def image_store_of(driver_status) -> str:
+    """``docker info`` DriverStatus (a list of [key, value] pairs) -> "containerd" or "classic"."""
+    pairs = [p for p in driver_status or [] if isinstance(p, (list, tuple)) and len(p) == 2]
+    if not pairs:
+        return ""
+    return "containerd" if any(k == "driver-type" and v == CONTAINERD_SNAPSHOTTER for k, v in pairs) \
+        else "classic"
 
 
 def parse_docker_info(stdout: str, stderr: str = "", returncode: int = 0) -> DockerInfo:
@@ -106,6 +122,8 @@ def parse_docker_info(stdout: str, stderr: str = "", returncode: int = 0) -> Doc
         firewall_backend=fw.get("Driver", "") if isinstance(fw, dict) else str(fw),
         mem_total=int(data.get("MemTotal") or 0),
         error="; ".join(dict.fromkeys(errors)),
+        storage_driver=data.get("Driver") or "",
+        image_store=image_store_of(data.get("DriverStatus")),
     )
 
 
@@ -432,4 +450,4 @@ def applied_names(stdout: str) -> list[str]:
     """``deployment.apps/url-shortener serverside-applied`` -> ``deployment.apps/url-shortener``."""
     return [line.split()[0] for line in stdout.splitlines() if "/" in line.split(" ", 1)[0]]
 
-__all__ = ['PortMapping', 'KindConfig', 'kind_config_from_dict', 'read_kind_config', 'DockerInfo', 'parse_docker_info', 'parse_kind_version', 'parse_kubectl_version', 'parse_kind_clusters', 'container_mappings', 'config_differences', 'busy_port_in', 'free_port_hint', 'parse_conntrack', 'parse_ss', 'parse_ip_addrs', 'kube_rule_count', 'pick_iptables', 'Container', 'parse_crictl_ps', 'parse_http', 'whoami_of', 'destination_of', 'PodProblem', 'pod_problems', 'explain_problems', 'service_row', 'objects_to_yaml', 'applied_names', 'CURL_ERRORS']
+__all__ = ['PortMapping', 'KindConfig', 'kind_config_from_dict', 'read_kind_config', 'DockerInfo', 'CONTAINERD_SNAPSHOTTER', 'image_store_of', 'parse_docker_info', 'parse_kind_version', 'parse_kubectl_version', 'parse_kind_clusters', 'container_mappings', 'config_differences', 'busy_port_in', 'free_port_hint', 'parse_conntrack', 'parse_ss', 'parse_ip_addrs', 'kube_rule_count', 'pick_iptables', 'Container', 'parse_crictl_ps', 'parse_http', 'whoami_of', 'destination_of', 'PodProblem', 'pod_problems', 'explain_problems', 'service_row', 'objects_to_yaml', 'applied_names', 'CURL_ERRORS']
