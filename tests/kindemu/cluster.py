@@ -622,7 +622,7 @@ class EmuCluster:
         fsel = take(rest, "--field-selector")
         take(rest, "--show-labels", flag=True)
         take(rest, "--sort-by")
-        take(rest, "--ignore-not-found", flag=True)
+        ignore_nf = take(rest, "--ignore-not-found", flag=True)
         pos = [a for a in rest if not a.startswith("-")]
         if not pos:
             o.err("You must specify the type of resource to get. Use \"kubectl api-resources\" for a complete list "
@@ -651,6 +651,13 @@ class EmuCluster:
                         found.append(hit[0])
                     else:
                         errs.append(not_found(info[0], name))
+                if errs and (len(names) == 1 or ignore_nf):
+                    # kubectl pkg/cmd/get/get.go printGeneric: a single implied item's error is returned
+                    # before anything is printed; --ignore-not-found prints nothing for it
+                    if ignore_nf:
+                        return 0
+                    o.err(errs[0])
+                    return 1
                 if out == "json":
                     o.out(kube_json(found[0] if len(found) == 1 and len(names) == 1 else _list(found)))
                 elif out in ("yaml",):
