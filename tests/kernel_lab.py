@@ -246,20 +246,20 @@ def parse_conntrack(text: str) -> list[ConntrackFlow]:
     return flows
 
 
-def remove_stale(prefix: str = "k8st-") -> list[str]:
-    """Delete ``k8st-<pid>-*`` namespaces left by a test process that was killed (its pid is gone)."""
+def remove_stale(prefix: str = "k8s-tr-") -> list[str]:
+    """Delete ``k8s-tr-<pid>-*`` namespaces left by a test process that was killed (its pid is gone)."""
     removed = []
     listing = ip("netns", "list", check=False).stdout
     for line in listing.splitlines():
         name = line.split()[0] if line.split() else ""
-        parts = name.split("-")
-        if not name.startswith(prefix) or len(parts) < 3 or not parts[1].isdigit():
+        if not name.startswith(prefix):
             continue
-        if int(parts[1]) == os.getpid() or os.path.exists(f"/proc/{parts[1]}"):
+        pid = name[len(prefix):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or os.path.exists(f"/proc/{pid}"):
             continue
-        for pid in ip("netns", "pids", name, check=False).stdout.split():
+        for proc in ip("netns", "pids", name, check=False).stdout.split():
             try:
-                os.kill(int(pid), 9)
+                os.kill(int(proc), 9)
             except (ProcessLookupError, ValueError):
                 pass
         ip("netns", "del", name, check=False)
@@ -271,7 +271,7 @@ def remove_stale(prefix: str = "k8st-") -> list[str]:
 class KernelLab:
     """client --(vc)-- node --(v1..vN)-- ep1..epN. The client has a pod address and an outside
     address on one link; each endpoint namespace runs a server on ``ep_port``."""
-    prefix: str = field(default_factory=lambda: f"k8st-{os.getpid()}")
+    prefix: str = field(default_factory=lambda: f"k8s-tr-{os.getpid()}")
     n_endpoints: int = 3
     ep_port: int = 8080
     client_pod_ip: str = "10.244.70.2"

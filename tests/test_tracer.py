@@ -13,11 +13,12 @@ import pytest
 
 from k8slab.cli import main as cli_main
 from k8slab.errors import TraceError
-from k8slab.netfilter import tracer as tracer_mod
+from k8slab.netfilter.tracer import index as tracer_index
 from k8slab.netfilter.rules import Addr, Chain, Match, Option, Rule, Ruleset
 from k8slab.netfilter.tracer import (NodeContext, Packet, Trace, fixed_point_probability, trace)
 
 import kernel_lab
+from trace_worlds import check_against_paths, check_worlds
 
 NODE = NodeContext(frozenset({"192.168.0.2"}), ("10.244.0.0/16",), "node")
 
@@ -388,7 +389,7 @@ def test_comment_nfacct_always_match_icmp_never():
     assert o.verdict == "REJECT"
 
 
-def test_session_affinity_worlds():
+def test_session_affinity_is_a_condition_not_a_copy():
     rs = kube_service(2)
     svc = rs.tables["nat"]["KUBE-SVC-A"]
     aff = [R(f"KUBE-SEP-{k}", m("recent", opt("--name", f"KUBE-SEP-{k}"), opt("--rcheck"),
@@ -398,16 +399,218 @@ def test_session_affinity_worlds():
         r.table, r.chain, r.position = "nat", "KUBE-SVC-A", pos
     svc.rules[:] = rules
     t = trace(rs, pod_packet(), NODE)
+    a0, a1 = (f"this client already has affinity with KUBE-SEP-{k} (-m recent --name KUBE-SEP-{k})"
+              for k in range(2))
+    assert t.facts == (a0, a1)
+    # one row per (endpoint, region where its probability is constant): affinity with SEP-0 wins
+    # whatever SEP-1's list says, so a1 is no condition there
+    # (in rule order: the affinity rules come before the random ones)
+    rows = [(o.destination, o.assumptions, o.probability) for o in t.outcomes]
+    assert rows == [("10.244.1.10:8080", ((a0, True),), 1),
+                    ("10.244.1.11:8080", ((a0, False), (a1, True)), 1),
+                    ("10.244.1.10:8080", ((a0, False), (a1, False)), Fraction(1, 2)),
+                    ("10.244.1.11:8080", ((a0, False), (a1, False)), Fraction(1, 2))]
+    assert t.outcomes[0].conditions == [f"assumed true: {a0}"]
     worlds = t.worlds()
-    assert len(worlds) == 3
+    assert len(worlds) == 4
     for outcomes in worlds.values():
         assert sum(o.probability for o in outcomes) == 1
-    seen0 = worlds[("session affinity: client seen before (KUBE-SEP-0)",)]
-    assert [o.destination for o in seen0] == ["10.244.1.10:8080"]
-    base = t.baseline()
-    assert len(base) == 2 and all("not seen before" in c for o in base for c in o.conditions)
+    assert [o.destination for o in t.world({a0: True, a1: True})] == ["10.244.1.10:8080"]
     assert t.by_destination() == {"10.244.1.10:8080": Fraction(1, 2), "10.244.1.11:8080": Fraction(1, 2)}
+    assert t.by_destination(world={a1: True}) == {"10.244.1.11:8080": 1}
     assert sum(t.by_destination(baseline=False).values()) == 3
+    assert len(t.paths) == 4           # the walk's own paths, before merging
+
+
+# --------------------------------------------------------------------------------------------------
+# Kernel edges (the same cases run against the kernel in test_tracer_kernel_edges.py)
+
+@pytest.mark.parametrize("body", [[], [R("RETURN")], [R("MARK", to=[opt("--or-mark", "0x1")])],
+                                  [R("D")]], ids=["empty", "RETURN", "falls off", "jump, falls off"])
+def test_goto_from_a_builtin_chain_ends_in_its_policy(body):
+    # ipt_do_table: a goto pushes nothing, so RETURN (or the end of C) finds the stack empty and
+    # takes the hook's underflow entry: INPUT's policy, not C's "-" and not the rule after the goto.
+    rs = ruleset({"filter": {"INPUT": ("DROP", [R("C", p="tcp", goto=True), R("ACCEPT")]),
+                             "C": body, "D": [R("RETURN")]}})
+    (o,) = trace(rs, Packet("10.0.0.1", "192.168.0.2", 80), NODE).outcomes
+    assert o.verdict == "DROP" and o.hops[-1].action == "policy DROP"
+    assert o.hops[-1].chain == "INPUT"
+    # the same with -j: C returns into INPUT, whose next rule accepts
+    rs.tables["filter"]["INPUT"].rules[0].goto = False
+    (o,) = trace(rs, Packet("10.0.0.1", "192.168.0.2", 80), NODE).outcomes
+    assert o.verdict == "ACCEPT" and o.hops[-1].action == "ACCEPT"
+
+
+def test_goto_inside_a_jumped_chain_returns_to_the_jumper():
+    rs = ruleset({"filter": {"INPUT": ("DROP", [R("A", p="tcp"), R("ACCEPT")]),
+                             "A": [R("B", goto=True), R("DROP")], "B": [R("RETURN")]}})
+    (o,) = trace(rs, Packet("10.0.0.1", "192.168.0.2", 80), NODE).outcomes
+    assert o.verdict == "ACCEPT"
+    assert [h.action for h in o.hops if h.rule is not None] == ["jump A", "goto B", "RETURN to INPUT",
+                                                                "ACCEPT"]
+
+
+def test_goto_to_an_undeclared_chain_from_a_builtin_chain():
+    rs = ruleset({"filter": {"INPUT": ("DROP", [R("NOPE", goto=True), R("ACCEPT")])}})
+    (o,) = trace(rs, Packet("10.0.0.1", "192.168.0.2", 80), NODE).outcomes
+    assert o.verdict == "DROP"
+
+
+# --------------------------------------------------------------------------------------------------
+# One outcome per effect
+
+def _docker_forward(policy="ACCEPT") -> Ruleset:
+    """Docker's FORWARD rules (as in real dump 01/02) before kube-proxy's DNAT is judged."""
+    return ruleset({
+        "nat": {"PREROUTING": ("ACCEPT", [dnat("10.244.1.10:8080")])},
+        "filter": {"FORWARD": (policy, [
+            R("DOCKER-ISOLATION-STAGE-1"),
+            R("ACCEPT", m("conntrack", opt("--ctstate", "RELATED,ESTABLISHED")), o="docker0"),
+            R("DOCKER", o="docker0"),
+            R("ACCEPT", i="docker0", o="!docker0"),
+            R("ACCEPT", i="docker0", o="docker0"),
+            R("ACCEPT", d="10.244.0.0/16")]),
+            "DOCKER": [],
+            "DOCKER-ISOLATION-STAGE-1": [R("DOCKER-ISOLATION-STAGE-2", i="docker0", o="!docker0"),
+                                         R("RETURN")],
+            "DOCKER-ISOLATION-STAGE-2": [R("DROP", o="docker0"), R("RETURN")]}})
+
+
+def test_conditions_that_change_nothing_are_merged_away():
+    t = trace(_docker_forward(), pod_packet(), NODE)
+    assert len(t.paths) > 1                                   # the walk did branch on docker0
+    (o,) = t.outcomes
+    assert (o.verdict, o.destination, o.probability, o.conditions) == ("ACCEPT", "10.244.1.10:8080", 1, [])
+    assert o.paths == len(t.paths) and t.facts == () and not t.warnings
+    assert not o.unknown                                      # no "unknown: -i" left behind
+    check_against_paths(t)
+
+
+def test_a_condition_stays_where_it_changes_the_effect():
+    # "DROP if in-interface is docker0, else DNAT": nat DNATs only ! -i docker0, filter drops -i docker0
+    rs = ruleset({"nat": {"PREROUTING": ("ACCEPT", [R("DNAT", p="tcp", i="!docker0",
+                                                      to=[opt("--to-destination", "10.244.1.10:8080")])])},
+                  "filter": {"FORWARD": ("ACCEPT", [R("DROP", i="docker0")])}})
+    t = trace(rs, pod_packet(), NODE)
+    assert [(o.verdict, o.destination, o.conditions, o.unknown) for o in t.outcomes] == [
+        ("ACCEPT", "10.244.1.10:8080", ["assumed false: in-interface docker0"], ["unknown: -i"]),
+        ("DROP", None, ["assumed true: in-interface docker0"], ["unknown: -i"])]
+    assert t.facts == ("in-interface docker0",)
+    assert any("in-interface" in w and "--in-interface" in w for w in t.warnings)
+    assert check_worlds(t) == 2
+    check_against_paths(t)
+
+
+def test_one_interface_at_a_time():
+    # a packet has one in-interface: "docker0" and "virbr0" are never both true, so no outcome says
+    # so and no world is counted where they are
+    rs = ruleset({"filter": {"FORWARD": ("ACCEPT", [
+        R("DROP", i="docker0"), R("REJECT", i="virbr0"), R("ACCEPT", i="veth+"),
+        R("DROP", i="vethabc"), R("REJECT", o="eth0")])}})
+    t = trace(rs, pod_packet(), NODE)
+    for o in t.outcomes:
+        named = [f for f, v in o.assumptions if v and f.startswith("in-interface") and not f.endswith("+")]
+        assert len(named) <= 1, o.conditions
+    worlds = t.worlds()
+    assert check_worlds(t) == len(worlds)
+    assert not any(("assumed true: in-interface docker0" in k and "assumed true: in-interface virbr0" in k)
+                   for k in worlds)
+    # vethabc is a veth+ name: it was accepted before its own DROP could see it
+    assert t.by_verdict(world={"in-interface vethabc": True, "in-interface veth+": True}) == {"ACCEPT": 1}
+    assert check_against_paths(t) > 0
+    by = {tuple(o.conditions): o.verdict for o in t.outcomes}
+    assert by[("assumed true: in-interface docker0",)] == "DROP"
+    assert by[("assumed true: in-interface virbr0",)] == "REJECT"
+    assert by[("assumed true: in-interface veth+",)] == "ACCEPT"
+
+
+def test_routes_name_the_interfaces():
+    node = NodeContext(NODE.local_ips, NODE.pod_cidrs, "node",
+                       routes=(("default", "eth0"), ("10.244.2.7", "vethpod"), ("10.244.1.10", "vethep"),
+                               ("172.17.0.0/16", "docker0")))
+    rs = ruleset({"nat": {"PREROUTING": ("ACCEPT", [dnat("10.244.1.10:8080")]),
+                          "POSTROUTING": ("ACCEPT", [R("MASQUERADE", o="eth0")])},
+                  "filter": {"FORWARD": ("DROP", [R("ACCEPT", i="vethpod", o="vethep")])}})
+    t = trace(rs, pod_packet(), node)
+    (o,) = t.outcomes
+    assert (o.verdict, o.destination, o.masquerade, o.conditions, t.paths[0].assumptions) == \
+        ("ACCEPT", "10.244.1.10:8080", False, [], ())
+    assert "(out via vethep)" in [h.action for h in o.hops if h.hook == "routing"][0]
+    # a packet from outside comes in on eth0 (the route back to it) and is not accepted
+    (o,) = trace(rs, pod_packet(src="192.0.2.9"), node).outcomes
+    assert o.verdict == "DROP" and not o.conditions
+    # the packet's own interfaces win over the routes
+    (o,) = trace(rs, pod_packet(in_interface="vethpod", out_interface="eth0"), node).outcomes
+    assert o.verdict == "DROP"
+
+
+def test_whether_an_address_is_local_is_a_condition_without_local_ips():
+    rs = ruleset({"nat": {"PREROUTING": ("ACCEPT", [R("KUBE-SERVICES")]),
+                          "KUBE-SERVICES": [R("KUBE-NODEPORTS", m("addrtype", opt("--dst-type", "LOCAL")))],
+                          "KUBE-NODEPORTS": [dnat("10.244.1.10:8080")]}})
+    t = trace(rs, pod_packet(dst="172.18.0.2", dport=30080), NodeContext())
+    fact = "172.18.0.2 is an address of this node"
+    assert [(o.destination, o.conditions) for o in t.outcomes] == [
+        ("10.244.1.10:8080", [f"assumed true: {fact}"]), (None, [f"assumed false: {fact}"])]
+    (warning,) = t.warnings
+    assert "172.18.0.2" in warning and "--local-ip" in warning and "no local IPs were given" in warning
+    check_worlds(t)
+    check_against_paths(t)
+    # given, the node's addresses decide: no condition, no warning
+    t = trace(rs, pod_packet(dst="172.18.0.2", dport=30080), ["172.18.0.2"])
+    assert [(o.destination, o.conditions) for o in t.outcomes] == [("10.244.1.10:8080", [])]
+    assert not t.warnings
+    # and the routing decision asks the same question: the path differs, the effect does not
+    t = trace(kube_service(2), pod_packet(), NodeContext())
+    assert [o.conditions for o in t.outcomes] == [[], []] and len(t.paths) == 4 and not t.warnings
+
+
+_MATCHES = [
+    lambda r: dict(i=r.choice(["docker0", "!docker0", "virbr0", "veth+", "vethab"])),
+    lambda r: dict(o=r.choice(["docker0", "!docker0", "eth0", "eth+", "!eth1"])),
+    lambda r: dict(matches=(m("physdev", opt(r.choice(["--physdev-is-in", "!--physdev-is-in"]))),)),
+    lambda r: dict(matches=(m("recent", opt("--name", r.choice(["A", "B"])), opt("--rcheck")),)),
+    lambda r: dict(matches=(m("statistic", opt("--mode", "random"),
+                              opt("--probability", r.choice(["0.25", "0.5", "0.3333333333"]))),)),
+    lambda r: dict(matches=(m("addrtype", opt(r.choice(["--dst-type", "!--dst-type"]), "LOCAL")),)),
+]
+
+
+def _random_ruleset(seed: int) -> Ruleset:
+    rnd = random.Random(seed)
+
+    def rule(chain_targets):
+        kw: dict = {}
+        for _ in range(rnd.randint(1, 2)):
+            extra = rnd.choice(_MATCHES)(rnd)
+            kw["matches"] = kw.get("matches", ()) + extra.pop("matches", ())
+            kw.update(extra)
+        target = rnd.choice(chain_targets)
+        to = [opt("--to-destination", f"10.244.{rnd.randint(1, 3)}.1:80")] if target == "DNAT" else []
+        if target == "MARK":
+            to = [opt("--or-mark", rnd.choice(["0x1", "0x2"]))]
+        matches = kw.pop("matches", ())
+        return R(target, *matches, p="tcp" if target == "DNAT" else None, to=to, **kw)
+    return ruleset({
+        "nat": {"PREROUTING": ("ACCEPT", [rule(["DNAT", "SVC", "RETURN"]) for _ in range(3)]),
+                "SVC": [rule(["DNAT", "RETURN"]) for _ in range(2)],
+                "POSTROUTING": ("ACCEPT", [rule(["MASQUERADE", "RETURN", "MARK"]) for _ in range(2)])},
+        "filter": {"FORWARD": (rnd.choice(["ACCEPT", "DROP"]),
+                               [rule(["ACCEPT", "DROP", "REJECT", "MARK", "F"]) for _ in range(4)]),
+                   "INPUT": ("ACCEPT", [rule(["DROP", "ACCEPT"])]),
+                   "F": [rule(["ACCEPT", "RETURN", "DROP"]) for _ in range(2)]}})
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_merged_outcomes_agree_with_the_walks_paths_in_every_world(seed):
+    rs = _random_ruleset(seed)
+    for node in (NODE, NodeContext()):
+        t = trace(rs, pod_packet(), node)
+        check_worlds(t)
+        check_against_paths(t)
+        keys = [(o.verdict, o.destination, o.masquerade, o.marked, o.assumptions) for o in t.outcomes]
+        assert len(keys) == len(set(keys))
+        assert len(t.outcomes) <= len(t.paths) or t.facts
 
 
 def test_fragment_gets_kube_proxy_jumps_without_mutation():
@@ -528,10 +731,10 @@ def test_index_agrees_with_linear_scan(seed, monkeypatch):
     packets += [Packet("10.244.9.9", f"10.96.{k}.77", port, proto)
                 for k in range(4) for port in (53, 80, 443, 8080) for proto in ("tcp", "udp")]
     indexed = [trace(rs, p, NODE).by_destination() for p in packets]
-    assert tracer_mod._index_for(rs).chain("nat", "PREROUTING")[1].buckets is not None
-    monkeypatch.setattr(tracer_mod, "SMALL_CHAIN", 10 ** 9)
+    assert tracer_index.index_for(rs).chain("nat", "PREROUTING")[1].buckets is not None
+    monkeypatch.setattr(tracer_index, "SMALL_CHAIN", 10 ** 9)
     scanned = [trace(plain, p, NODE).by_destination() for p in packets]
-    assert tracer_mod._index_for(plain).chain("nat", "PREROUTING")[1].buckets is None
+    assert tracer_index.index_for(plain).chain("nat", "PREROUTING")[1].buckets is None
     assert indexed == scanned
     assert sum(1 for d in indexed if None not in d) > len(packets) // 2     # most were DNATed
 
@@ -639,3 +842,71 @@ def test_cli_text_stdin_and_errors(tmp_path, capsys, monkeypatch):
     assert len(err) == 1 and "not an IP address" in err[0]
     assert cli_main(["trace", str(tmp_path / "missing.rules"), "--dst", "10.96.0.1", "--dport", "80"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+EXCERPT = """-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
+-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \\"kindnet\\"" -m multiport --dports 80 -j CNI-DN-0123456789abcdef01234
+-A CNI-HOSTPORT-SETMARK -m comment --comment "CNI portfwd masquerade mark" -j MARK --set-xmark 0x2000/0x2000
+"""
+
+
+def test_cli_trace_of_an_excerpt_warns_as_rules_does(tmp_path, capsys):
+    pytest.importorskip("k8slab.netfilter.parser")
+    dump = tmp_path / "excerpt.rules"
+    dump.write_text(EXCERPT)
+    assert cli_main(["rules", str(dump)]) == 0
+    said = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("k8slab: warning: ")]
+    assert any("assumed '*nat'" in ln for ln in said) and any("never declared" in ln for ln in said)
+    assert cli_main(["trace", str(dump), "--dst", "172.18.0.2", "--dport", "80", "--local-ip",
+                     "172.18.0.2", "--json"]) == 0
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert lines[:len(said)] == said                   # the same words, in the same order
+    assert json.loads(out)["warnings"][:len(said)] == [ln[len("k8slab: warning: "):] for ln in said]
+
+
+def test_cli_json_schema_with_conditions_and_routes(tmp_path, capsys):
+    pytest.importorskip("k8slab.netfilter.parser")
+    dump = tmp_path / "docker.rules"
+    dump.write_text("""*nat
+:PREROUTING ACCEPT [0:0]
+-A PREROUTING ! -i docker0 -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.244.1.10:8080
+COMMIT
+*filter
+:FORWARD ACCEPT [0:0]
+-A FORWARD -i docker0 -j DROP
+COMMIT
+""")
+    assert cli_main(["trace", str(dump), "--dst", "10.96.0.10", "--dport", "80", "--local-ip",
+                     "172.18.0.2", "--json"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert set(doc) == {"packet", "local_ips", "synthesized_jumps", "warnings", "outcomes"}
+    rows = doc["outcomes"]
+    assert [(o["verdict"], o["destination"], o["conditions"]) for o in rows] == [
+        ("ACCEPT", "10.244.1.10:8080", ["assumed false: in-interface docker0"]),
+        ("DROP", None, ["assumed true: in-interface docker0"])]
+    for o in rows:
+        assert {"verdict", "destination", "masquerade", "probability", "exact", "nominal", "conditions",
+                "hops"} <= set(o)
+        assert (o["probability"], o["exact"], o["nominal"]) == (1.0, "1", "1")
+    assert "k8slab: warning: the outcome depends on interfaces" in err
+    routes = tmp_path / "routes"
+    routes.write_text("default via 172.18.0.1 dev eth0\n10.244.2.7 dev veth1 scope host\n"
+                      "10.244.1.10 dev veth2 scope host\nblackhole 10.244.3.0/24\n")
+    assert cli_main(["trace", str(dump), "--dst", "10.96.0.10", "--dport", "80", "--src", "10.244.2.7",
+                     "--routes", str(routes), "--json"]) == 0
+    out, err = capsys.readouterr()
+    (row,) = json.loads(out)["outcomes"]
+    assert (row["verdict"], row["destination"], row["conditions"]) == ("ACCEPT", "10.244.1.10:8080", [])
+    assert err == ""
+    assert cli_main(["trace", str(dump), "--dst", "10.96.0.10", "--dport", "80",
+                     "--routes", str(tmp_path / "none")]) == 2
+    assert "--routes" in capsys.readouterr().err
+
+
+def test_text_shows_merged_outcomes():
+    t = trace(_docker_forward(), pod_packet(), NODE)
+    text = t.text()
+    assert f"({len(t.paths)} paths end this way; the hops of one, where assumed false: in-interface docker0" in text
+    assert t.frame()["conditions"].tolist() == [""]

@@ -33,6 +33,7 @@ import pytest
 
 from conftest import FIXTURES, shared_files
 from k8slab.netfilter.tracer import NodeContext, Packet, trace
+from trace_worlds import check_against_paths, check_worlds
 
 parser = pytest.importorskip("k8slab.netfilter.parser", reason="the parser (k8slab.netfilter.parser) is not there yet")
 
@@ -87,6 +88,9 @@ def test_golden_flow(shared_fixtures, case, flow):
     assert outcomes, "the tracer returned no outcome"
     assert all(not o.conditions and not o.unknown for o in outcomes), [o.conditions + o.unknown for o in outcomes]
     assert sum(o.probability for o in outcomes) == 1
+    assert check_worlds(t) == 1 and check_against_paths(t) == 1
+    # one outcome per effect: no two rows end the same way
+    assert len({(o.verdict, o.destination, o.masquerade, o.marked) for o in outcomes}) == len(outcomes)
 
     expected = flow["output"]
     if expected in ("DROP", "REJECT"):

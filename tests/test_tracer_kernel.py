@@ -17,7 +17,7 @@ without counters, with the committed copy). ``test_committed_kernel_dump`` re-re
 runs everywhere, root or not.
 
 Root only (skips with the reason otherwise). Everything is created in namespaces named
-``k8st-<pid>-*`` and deleted in the fixture's teardown, also on failure.
+``k8s-tr-<pid>-*`` and deleted in the fixture's teardown, also on failure.
 """
 from __future__ import annotations
 
