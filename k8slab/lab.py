@@ -526,15 +526,27 @@ class Lab:
 
     def trace(self, dst: str, dport: int, src: str | None = None, proto: str = "tcp",
               node: str | None = None):
-        """Follow one new connection through the node's rules: every outcome with its probability."""
+        """Follow one new connection through the node's rules: every outcome with its probability.
+
+        The node's local addresses and its routes go with the rules, so the tracer knows the
+        interfaces (the pod's veth, the node's eth0) and what is local: a lab trace has no condition
+        about either."""
+        from .errors import K8sLabError
         from .netfilter.tracer import trace as nf_trace
         from .netfilter.tracer import NodeContext, Packet
         info = self._node(node)
         if src is None:
             src = self._default_source(info)
         ruleset = self._rules_for_tracing(info.name)
+        try:
+            routes = tuple((r.dst, r.dev) for r in self.backend.routes(info.name)
+                           if r.dev and (r.dst == "default" or r.dst[:1].isdigit() or ":" in r.dst))
+        except (NotImplementedError, K8sLabError):
+            routes = ()            # no routing table from this backend: interfaces stay conditions
         return nf_trace(ruleset, Packet(src=src, dst=dst, dport=int(dport), proto=proto),
-                        NodeContext(local_ips=tuple(info.local_ips)))
+                        NodeContext(local_ips=tuple(info.local_ips),
+                                    pod_cidrs=(info.pod_cidr,) if info.pod_cidr else (),
+                                    name=info.name, routes=routes))
 
     def _rules_for_tracing(self, node: str):
         """The node's rules; counters do not matter to a trace, so a backend that keeps a parsed copy
