@@ -198,6 +198,11 @@ def test_hostport_portmap_rules():
     assert f'-A CNI-HOSTPORT-DNAT -m comment --comment "dnat name: \\"kindnet\\" id: \\"{cid}\\"" ' \
            f'-m multiport -p tcp --destination-ports 80,443 -j {chain}' in text
     assert f"-A {chain} -p tcp --dport 80 -j DNAT --to-destination {ctrl.ip}:80" in text
+    # hairpin: portmap's masqCIDR is containerNet.String(), the pod's address with host-local's
+    # range mask (the node's /24), which the kernel keeps as the network: every pod of the node
+    assert f"-A {chain} -p tcp --dport 80 -s {ctrl.ip}/24 -j CNI-HOSTPORT-SETMARK" in text
+    assert f"-A {chain} -s 10.244.0.0/24 -p tcp -m tcp --dport 80 -j CNI-HOSTPORT-SETMARK" in \
+        render_portmap(c, c.control_plane, form="save")
     assert len(chain) == 28
     dump = render_node_dump(c)
     pre = [ln for ln in dump.splitlines() if ln.startswith("-A PREROUTING")]

@@ -69,11 +69,10 @@ def test_host_dump_is_dockers_port_mapping(host_rules):
 
 def _model_dump() -> str:
     from k8slab import model as m
-    from k8slab.backends.netns.backend import _client_pod_manifest
     c = m.Cluster.kind(config=str(ROOT / "kind" / "cluster.yaml"), name=LAB)
-    for name in ("app.yaml", "ingress-nginx.yaml", "ingress.yaml", "app-nodeport.yaml"):
+    # the course's objects, then the client pod the backend creates for from_="pod" requests
+    for name in ("app.yaml", "ingress-nginx.yaml", "ingress.yaml", "app-nodeport.yaml", "client.yaml"):
         c.apply([d for d in yaml.safe_load_all((ROOT / "kind" / "manifests" / name).read_text()) if d])
-    c.apply(_client_pod_manifest(NODE))            # the backend's client pod for from_="pod"
     return m.render_node_dump(c, NODE)
 
 
@@ -88,11 +87,12 @@ def _lines(text: str) -> list[str]:
 
 
 def test_model_renders_what_the_kernel_printed():
-    """Every line of the model's node dump equals the kernel's, except portmap's hairpin rule: the
-    real plugin (containernetworking-plugins 1.1.1) writes ``-s <pod subnet>`` because ptp's result
-    carries the pod address with the range's /24, where the model writes ``-s <pod IP>/32``."""
+    """Every line of the model's node dump equals what the kernel printed after the real plugins
+    (kube-proxy's rules, the real CNI portmap plugin, kindnet, Docker's DNS) wrote theirs: the
+    hairpin rule included, whose source is the container network (``-s 10.244.0.0/24``), as portmap
+    writes it (``masqCIDR := containerNet.String()``), not the pod's /32."""
     live = _lines((DATA / "node-control-plane.rules").read_text())
     model = _lines(_model_dump())
-    hairpin = re.compile(r"^-A CNI-DN-\S+ -s (?!127\.0\.0\.1/32)\S+ .* -j CNI-HOSTPORT-SETMARK$")
-    assert [x for x in live if not hairpin.match(x)] == [x for x in model if not hairpin.match(x)], RECAPTURE
-    assert [x for x in live if hairpin.match(x)] and all(" -s 10.244.0.0/24 " in x for x in live if hairpin.match(x))
+    assert live == model, RECAPTURE
+    hairpin = [x for x in live if re.match(r"^-A CNI-DN-\S+ -s (?!127\.0\.0\.1/32)\S+ .* -j CNI-HOSTPORT-SETMARK$", x)]
+    assert hairpin and all(" -s 10.244.0.0/24 " in x for x in hairpin)

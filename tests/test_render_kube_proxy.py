@@ -123,7 +123,7 @@ ports: [{name: http, port: 8080, protocol: TCP}]
 
 def kernel_roundtrip(restore_text: str) -> str:
     """iptables-restore into a throwaway netns, iptables-save back; the netns is always deleted."""
-    ns = f"k8sr-{os.getpid()}"
+    ns = f"k8s-tr-rt-{os.getpid()}"
     runner.run(["ip", "netns", "add", ns], timeout=20)
     try:
         runner.run(["ip", "netns", "exec", ns, "iptables-restore"], input=restore_text, timeout=60)
@@ -175,7 +175,7 @@ def test_no_netns_left_behind():
     if os.geteuid() != 0:
         pytest.skip("needs root to list network namespaces")
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert f"k8sr-{os.getpid()}" not in out
+    assert f"k8s-tr-rt-{os.getpid()}" not in out
 
 
 # ------------------------------------------------------------------ with the parser

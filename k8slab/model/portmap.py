@@ -5,10 +5,20 @@ CNI-HOSTPORT-DNAT chain entered from PREROUTING and OUTPUT for LOCAL destination
 chain per container (hairpin and localhost mark rules first, then the DNAT), the CNI-HOSTPORT-SETMARK
 chain (mark 0x2000) and CNI-HOSTPORT-MASQ (prepended to POSTROUTING) masquerading marked packets.
 Rules are the plugin's argv; ``iptables-save`` adds the implicit ``-m tcp``.
+
+The hairpin rule's source is the *container network*, not the pod's address: ``fillDnatRules`` in
+``plugins/meta/portmap/portmap_iptables.go`` writes ``masqCIDR := containerNet.String()``, and
+``containerNet`` is the pod's address from the previous plugin's result with that result's mask
+(``parseConfig`` in ``plugins/meta/portmap/main.go`` takes ``ip.Address``). kindnet chains ptp with
+host-local over the node's pod CIDR, so the result is e.g. ``10.244.0.5/24``: the plugin passes
+``-s 10.244.0.5/24`` and the kernel keeps (and ``iptables-save`` prints) ``-s 10.244.0.0/24``, which
+marks every pod of the node that connects to a hostPort, not only the pod itself. The netns backend's
+dump from the real plugin (tests/data/netns) shows exactly that.
 """
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from typing import TYPE_CHECKING
 
 from ..netfilter import names
@@ -37,6 +47,14 @@ def _mark() -> str:
 
 def _split(ports: list[int], size: int = 15) -> list[str]:
     return [",".join(str(p) for p in ports[i:i + size]) for i in range(0, len(ports), size)]
+
+
+def container_net(pod: "Pod", node: "Node") -> str:
+    """What portmap writes as the hairpin rule's source: ``containerNet.String()``, the pod's address
+    with the mask of host-local's range (the node's pod CIDR on kind), e.g. ``10.244.0.5/24``."""
+    if not node.pod_cidr:
+        return f"{pod.ip}/32"
+    return f"{pod.ip}/{ipaddress.ip_network(node.pod_cidr, strict=False).prefixlen}"
 
 
 def portmap_jumps() -> dict[str, list[IptRule]]:
@@ -76,9 +94,10 @@ def portmap_tables(cluster: "Cluster", node: "Node | str", *, jumps: bool = True
             for spec in _split(by_proto[proto]):
                 t.add(TOP_DNAT, "-m", "comment", "--comment", comment, "-m", "multiport", "-p", proto,
                       "--destination-ports", spec, "-j", chain)
+        masq_cidr = container_net(pod, n)
         for e in entries:
             base = ("-p", e.protocol.lower(), "--dport", str(e.host_port)) + (("-d", e.host_ip) if e.host_ip else ())
-            t.add(chain, *base, "-s", pod.ip, "-j", SETMARK)           # hairpin
+            t.add(chain, *base, "-s", masq_cidr, "-j", SETMARK)        # hairpin: the container network
             t.add(chain, *base, "-s", "127.0.0.1", "-j", SETMARK)      # localhost
             t.add(chain, *base, "-j", "DNAT", "--to-destination", f"{pod.ip}:{e.container_port}")
     return [t]
