@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 
 import pytest
@@ -264,10 +265,40 @@ def test_install_ingress_controller_offline_uses_the_repo_copy_and_waits(up, ft)
     assert up.ingress_manifest.origin == "repo"
     assert any("using the repository's copy" in l for l in up.progress.lines)
     kub = [a[2:] for a in ft.argvs("kubectl")]
-    assert ["-n", "ingress-nginx", "wait", "--for=condition=ready", "pod", "-l",
-            "app.kubernetes.io/component=controller", "--timeout=3s"] in kub
+    waits = [a for a in kub if "wait" in a]
+    assert len(waits) == 1 and waits[0][:-1] == ["-n", "ingress-nginx", "wait", "--for=condition=ready", "pod", "-l",
+                                                 "app.kubernetes.io/component=controller"]
+    assert re.fullmatch(r"--timeout=[1-3]s", waits[0][-1])      # what is left of the one deadline
     assert ["-n", "ingress-nginx", "get", "endpointslices", "-l",
             "kubernetes.io/service-name=ingress-nginx-controller-admission", "-o", "json"] in kub
+
+
+def test_the_fake_kubectl_wait_answers_like_the_real_one_when_nothing_matches(up, ft):
+    # kubectl pkg/cmd/wait/wait.go: errNoMatchingResources, printed by cmdutil.CheckErr, exit 1.
+    res = k.runner.run(up.kubectl_argv("-n", "default", "wait", "--for=condition=ready", "pod", "-l",
+                                       "app=nothing-has-this", "--timeout=30s"), check=False)
+    assert (res.returncode, res.stdout, res.stderr) == (1, "", "error: no matching resources found\n")
+
+
+def test_install_waits_for_the_controller_pod_to_exist_before_waiting_for_ready(up, ft):
+    # Right after the apply the controller's pod may not exist yet (kind #2293): `kubectl wait -l`
+    # would exit at once with "no matching resources found" instead of waiting.
+    ft.scenario("controller-late")
+    up.install_ingress_controller()
+    kub = [a[2:] for a in ft.argvs("kubectl")]
+    waits = [i for i, a in enumerate(kub) if "wait" in a and "-l" in a]
+    gets = [i for i, a in enumerate(kub) if a[:5] == ["get", "pods", "-n", "ingress-nginx", "-l"]]
+    assert waits and gets and max(gets) < waits[0]        # asked until the pod existed, then waited
+    assert any("controller pod exists" in l for l in up.progress.lines)
+
+
+def test_a_controller_pod_that_never_appears_is_a_clear_error(up, ft):
+    ft.scenario("controller-late")
+    with pytest.raises(k.RolloutFailed) as err:
+        up.install_ingress_controller(timeout=0.01)
+    msg = str(err.value)
+    assert "no pod with app.kubernetes.io/component=controller appeared in ingress-nginx" in msg
+    assert "describe deployment ingress-nginx-controller" in msg and "get events" in msg
 
 
 def test_controller_pending_explains_the_node_label(up, ft):

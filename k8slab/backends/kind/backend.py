@@ -33,7 +33,7 @@ from ...progress import Progress
 from ..base import Backend, ConntrackEntry, From, NodeInfo, PortForward, Response, Route, Socket, parse_ip_route
 from .. import ingress_nginx
 from .doctor import APP_BUILD_ENV, INSTALL, KindDoctor, cache_dir, find_kubectl
-from .errors import (ConfigMismatch, HostPortInUse, WebhookNotReady, validate_name,
+from .errors import (ConfigMismatch, HostPortInUse, RolloutFailed, WebhookNotReady, validate_name,
                      validate_target)
 from .parse import (Container, KindConfig, applied_names, busy_port_in, config_differences,
                     container_mappings, destination_of, explain_problems, free_port_hint, objects_to_yaml,
@@ -382,20 +382,50 @@ class KindBackend(KindDoctor, Backend):
             self.progress.step(src.note)
         objects = [o for o in yaml.safe_load_all(src.text) if o]
         names = self.apply(objects)
-        self.progress.step(f"waiting for the {ctl.name} controller pod")
-        argv = ("-n", ctl.namespace, "wait", "--for=condition=ready", "pod", "-l", ctl.controller_selector,
-                f"--timeout={int(timeout)}s")
-        try:
-            res = self._kubectl(*argv, timeout=timeout + 15, check=False)
-            ok, why = res.ok, (res.stderr or res.stdout).strip()
-        except CommandTimeout:
-            ok, why = False, f"kubectl wait did not return within {timeout + 15:g} s"
-        if not ok:
-            self._raise_pod_problems(f"the {ctl.name} controller is not ready ({why.splitlines()[-1] if why else ''})",
-                                     ctl.namespace, ctl.controller_selector)
+        self.wait_pods_ready(ctl.namespace, ctl.controller_selector, timeout, what=f"the {ctl.name} controller",
+                             owner=f"deployment {ctl.deployment}")
         if ctl.admission_service:
             self.wait_webhook(timeout)
         return names
+
+    def wait_pods_ready(self, namespace: str, selector: str, timeout: float, *, what: str, owner: str) -> None:
+        """Wait until pods matching ``selector`` exist, then until they are Ready; one deadline for both.
+
+        ``kubectl wait -l SELECTOR`` does not wait for pods to appear: when nothing matches it exits at
+        once with "error: no matching resources found" (kubectl pkg/cmd/wait/wait.go RunWaitContext,
+        ``errNoMatchingResources`` when no object was visited, kubectl 1.30 to 1.37). Right after an
+        apply the Deployment's ReplicaSet may not have created its pod yet (the race of kind issue
+        #2293), so the pods are first listed until one exists, and a wait that still finds nothing
+        (the pod was replaced in between) is retried until the deadline.
+        """
+        deadline = time.monotonic() + timeout
+        pause = min(1.0, max(0.05, timeout / 20))
+        self.progress.step(f"waiting for {what} pod to exist ({selector} in {namespace})")
+        while not self._kubectl_json("get", "pods", "-n", namespace, "-l", selector).get("items"):
+            if time.monotonic() >= deadline:
+                raise RolloutFailed(
+                    f"no pod with {selector} appeared in {namespace} within {timeout:g} s: {owner} did not "
+                    f"create one. Fix: look at `{self.kubectl_hint} -n {namespace} describe "
+                    f"{owner}` (its ReplicaSet's events: a missing ServiceAccount, a quota, "
+                    f"an admission refusal) and `{self.kubectl_hint} -n {namespace} get events "
+                    "--sort-by=.lastTimestamp`")
+            time.sleep(pause)
+        self.progress.step(f"{what} pod exists; waiting for it to be ready")
+        while True:
+            left = max(1, int(deadline - time.monotonic()))
+            argv = ("-n", namespace, "wait", "--for=condition=ready", "pod", "-l", selector, f"--timeout={left}s")
+            try:
+                res = self._kubectl(*argv, timeout=left + 15, check=False)
+                ok, why = res.ok, (res.stderr or res.stdout).strip()
+            except CommandTimeout:
+                ok, why = False, f"kubectl wait did not return within {left + 15:g} s"
+            if ok:
+                return
+            if "no matching resources found" in why and time.monotonic() < deadline:
+                time.sleep(pause)           # the pod went away (replaced) between the list and the wait
+                continue
+            self._raise_pod_problems(f"{what} is not ready ({why.splitlines()[-1] if why else ''})",
+                                     namespace, selector)
 
     def wait_webhook(self, timeout: float = 120.0) -> None:
         ctl = self.controller
@@ -648,9 +678,10 @@ class KindBackend(KindDoctor, Backend):
     def _curl_batch(self, prefix: list[str], url: str, host: str | None, count: int, timeout: float):
         """Run curl ``count`` times in one command; one (status, headers, body, error, ms) each."""
         token = secrets.token_hex(4)
-        curl = ["curl", "-s", "-i", "--max-time", f"{timeout:g}", *(["-H", f"Host: {host}"] if host else []),
-                "-w", f"\n@@k8slab-{token} %{{time_total}}", url]
-        argv = [*prefix, "sh", "-c", CURL_LOOP, "sh", str(int(count)), *curl]
+        # curl's arguments only: CURL_LOOP runs `curl "$@"` itself
+        curl_args = ["-s", "-i", "--max-time", f"{timeout:g}", *(["-H", f"Host: {host}"] if host else []),
+                     "-w", f"\n@@k8slab-{token} %{{time_total}}", url]
+        argv = [*prefix, "sh", "-c", CURL_LOOP, "sh", str(int(count)), *curl_args]
         res = runner.run(argv, timeout=count * (timeout + 1) + 60, check=False)
         return split_curl_batch(res.stdout, token, count, res.stderr)
 
