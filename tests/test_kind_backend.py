@@ -396,9 +396,9 @@ def test_request_from_a_node_uses_docker_exec_curl(up, ft):
     r = up.request("http://10.96.120.7/whoami", host="hello.local", from_="node")
     (ex,) = [a for a in ft.argvs("docker") if a[:1] == ["exec"]]
     assert ex[:4] == ["exec", "k8slab-control-plane", "sh", "-c"] and ex[5:7] == ["sh", "1"]
-    curl = ex[7:]
-    assert curl[:6] == ["curl", "-s", "-i", "--max-time", "10", "-H"] and curl[6] == "Host: hello.local"
-    assert curl[-1] == "http://10.96.120.7/whoami"
+    curl_args = ex[7:]              # CURL_LOOP runs `curl "$@"`: the arguments only, no second "curl"
+    assert curl_args[:5] == ["-s", "-i", "--max-time", "10", "-H"] and curl_args[5] == "Host: hello.local"
+    assert curl_args[-1] == "http://10.96.120.7/whoami" and "curl" not in curl_args
     assert r.status == 200 and r.client == "10.244.0.1" and r.pod == "url-shortener-6d9c7b5f4-abcde"
     assert r.from_ == "node" and r.backend == "kind" and not r.predicted
     assert r.destination == "10.244.0.7:8080"

@@ -678,9 +678,10 @@ class KindBackend(KindDoctor, Backend):
     def _curl_batch(self, prefix: list[str], url: str, host: str | None, count: int, timeout: float):
         """Run curl ``count`` times in one command; one (status, headers, body, error, ms) each."""
         token = secrets.token_hex(4)
-        curl = ["curl", "-s", "-i", "--max-time", f"{timeout:g}", *(["-H", f"Host: {host}"] if host else []),
-                "-w", f"\n@@k8slab-{token} %{{time_total}}", url]
-        argv = [*prefix, "sh", "-c", CURL_LOOP, "sh", str(int(count)), *curl]
+        # curl's arguments only: CURL_LOOP runs `curl "$@"` itself
+        curl_args = ["-s", "-i", "--max-time", f"{timeout:g}", *(["-H", f"Host: {host}"] if host else []),
+                     "-w", f"\n@@k8slab-{token} %{{time_total}}", url]
+        argv = [*prefix, "sh", "-c", CURL_LOOP, "sh", str(int(count)), *curl_args]
         res = runner.run(argv, timeout=count * (timeout + 1) + 60, check=False)
         return split_curl_batch(res.stdout, token, count, res.stderr)
 
