@@ -17,7 +17,7 @@ import pytest
 from fakes.harness import fake_tools
 from k8slab import Lab
 from k8slab.backends import kind as k
-from k8slab.backends.kind import backend as kb
+from k8slab.backends.kind import traffic
 from k8slab.backends.kind.traffic import probe_tcp, split_curl_batch
 from k8slab.errors import NotFound
 from k8slab.exercises import client_pod
@@ -108,21 +108,21 @@ def test_split_curl_batch_reads_answers_failures_and_a_cut_short_exec():
 
 # --- node IPs from the host (fix 5) -----------------------------------------------------------------
 def test_a_host_request_to_a_node_ip_goes_from_the_node_where_the_host_cannot_reach_it(up, ft, monkeypatch):
-    monkeypatch.setattr(kb, "probe_tcp", lambda ip, port: (False, f"{ip}:{port}: Network is unreachable"))
+    monkeypatch.setattr(traffic, "probe_tcp", lambda ip, port: (False, f"{ip}:{port}: Network is unreachable"))
     r = up.request("http://172.18.0.2:30080/whoami", from_="host")
     assert r.ok and r.from_ == "node" and "cannot reach node IPs" in r.note and "172.18.0.2" in r.note
     assert ["exec", "k8slab-control-plane", "sh", "-c"] == ft.argvs("docker")[-1][:4]
 
 
 def test_a_host_request_to_a_node_ip_stays_on_the_host_where_it_is_routed(up, ft, monkeypatch):
-    monkeypatch.setattr(kb, "probe_tcp", lambda ip, port: (True, "refused (routed)"))
+    monkeypatch.setattr(traffic, "probe_tcp", lambda ip, port: (True, "refused (routed)"))
     r = up.request("http://172.18.0.2:1/whoami", from_="host")
     assert r.from_ == "host" and r.note == ""
     assert not [a for a in ft.argvs("docker") if a[:1] == ["exec"]]
 
 
 def test_localhost_is_never_redirected(up, ft, monkeypatch):
-    monkeypatch.setattr(kb, "probe_tcp", lambda ip, port: pytest.fail("no probe for localhost"))
+    monkeypatch.setattr(traffic, "probe_tcp", lambda ip, port: pytest.fail("no probe for localhost"))
     r = up.request("http://localhost:1/whoami", from_="host")
     assert r.from_ == "host" and r.status is None
 

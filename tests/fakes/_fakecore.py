@@ -617,6 +617,12 @@ def objects_of(kind: str, cluster: str, state: dict) -> list[dict]:
             obj = json.loads(json.dumps(obj))
             if key(obj)[0]:
                 obj["metadata"]["namespace"] = key(obj)[0]
+            if kind == "pods" and not obj.get("status"):
+                # the fake kubelet starts an applied pod at once (the course's client pod: 10.244.0.9,
+                # the address the fake curl reports for requests from a pod)
+                obj["status"] = {"phase": "Running", "podIP": "10.244.0.9", "hostIP": NODE_IP,
+                                 "conditions": [{"type": "Ready", "status": "True"}]}
+                obj.setdefault("spec", {}).setdefault("nodeName", f"{cluster}-control-plane")
             base.append(obj)
     return base
 

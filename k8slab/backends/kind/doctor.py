@@ -147,20 +147,7 @@ class KindDoctor:
                     "wait until it says running; check with `docker info`. Permission denied on the socket: "
                     "`sudo usermod -aG docker $USER`, then log out and in"))
         if info is not None and info.reachable:
-            if info.desktop or info.rootless:
-                what = "Docker Desktop" if info.desktop else "rootless Docker"
-                findings.append(Finding(
-                    "node IPs from the host", False,
-                    f"{what}: the kind network (172.18.0.0/16) lives "
-                    f"{'inside a VM' if info.desktop else 'in a user namespace'}, so node IPs and NodePorts "
-                    "are not reachable from this machine; localhost:8080 (extraPortMappings) still works",
-                    "nothing to install: in the notebooks, send NodePort and ClusterIP requests from a node "
-                    "(lab.request(..., from_='node')) or a pod (from_='pod'); host iptables show no Docker DNAT "
-                    f"here{' (rootless: kind needs cgroup v2 with delegation)' if info.rootless else ''}",
-                    blocking=False))
-            else:
-                findings.append(Finding("node IPs from the host", True,
-                                        "Docker runs natively: node IPs are reachable from this machine"))
+            findings.append(self._reach_finding(info))
             fw = info.firewall_backend
             if fw:
                 detail = f"Docker's firewall backend: {fw}"
@@ -214,6 +201,29 @@ class KindDoctor:
             detail = (f"docker info does not report the image store (driver {info.storage_driver or '?'}); "
                       f"k8slab builds the app image with {env}, which loads on either store")
         return Finding("Docker image store", True, detail, blocking=False)
+
+    def _reach_finding(self, info: DockerInfo) -> Finding:
+        """Can this machine reach the node IPs? Probed when the cluster runs (a TCP connection to the
+        control-plane's :6443, see KindBackend.host_reaches_nodes); before that, what this kind of
+        Docker usually does, said to be a guess. Never blocking: the course works either way."""
+        what = "Docker Desktop" if info.desktop else ("rootless Docker" if info.rootless else "")
+        fix = ("nothing to install: kind/cluster.yaml publishes 8080, 8443 and the NodePort 30080 on "
+               "localhost, and a request to a node's IP is sent from that node instead (the notebooks say so)"
+               + (" (rootless: kind needs cgroup v2 with delegation)" if info.rootless else ""))
+        try:
+            running = self.name in self.clusters()
+        except CommandError:
+            running = False
+        if running:
+            ok = self.host_reaches_nodes()
+            return Finding("node IPs from the host", ok, f"probed: {self._reach_detail}",
+                           "" if ok else fix, blocking=False)
+        if what:
+            return Finding("node IPs from the host", False,
+                           f"{what}: the kind network usually lives {'inside a VM' if info.desktop else 'in a user namespace'}, "
+                           "so node IPs are not reachable from here (probed once the cluster runs)", fix, blocking=False)
+        return Finding("node IPs from the host", True, "Docker Engine: node IPs are usually reachable from here "
+                       "(probed once the cluster runs)", blocking=False)
 
     def _tool_finding(self, name: str, argv: list[str], parse: Callable[[str], str]) -> Finding:
         if not runner.which(argv[0]):
