@@ -260,8 +260,15 @@ def test_rollout_that_hangs_is_a_timeout_with_what_to_look_at(up, ft):
 
 
 def test_install_ingress_controller_offline_uses_the_repo_copy_and_waits(up, ft):
+    # The fallback is the project's kind/manifests/ingress-nginx.yaml (the harness copies it): the whole
+    # controller, applied in one server-side apply in upstream's order, RBAC before the Deployment.
     names = up.install_ingress_controller()
-    assert names == ["namespace/ingress-nginx", "deployment.apps/ingress-nginx-controller"]
+    assert names[:3] == ["namespace/ingress-nginx", "serviceaccount/ingress-nginx", "serviceaccount/ingress-nginx-admission"]
+    assert names.index("rolebinding.rbac.authorization.k8s.io/ingress-nginx") < \
+        names.index("deployment.apps/ingress-nginx-controller") < names.index("job.batch/ingress-nginx-admission-create")
+    assert names[-2:] == ["ingressclass.networking.k8s.io/nginx",
+                          "validatingwebhookconfiguration.admissionregistration.k8s.io/ingress-nginx-admission"]
+    assert len([r for r in ft.calls("kubectl") if "apply" in r["argv"]]) == 1
     assert up.ingress_manifest.origin == "repo"
     assert any("using the repository's copy" in l for l in up.progress.lines)
     kub = [a[2:] for a in ft.argvs("kubectl")]
@@ -271,6 +278,23 @@ def test_install_ingress_controller_offline_uses_the_repo_copy_and_waits(up, ft)
     assert re.fullmatch(r"--timeout=[1-3]s", waits[0][-1])      # what is left of the one deadline
     assert ["-n", "ingress-nginx", "get", "endpointslices", "-l",
             "kubernetes.io/service-name=ingress-nginx-controller-admission", "-o", "json"] in kub
+
+
+def test_a_controller_without_rbac_crashes_and_the_error_says_where_to_look(up, ft):
+    # What the offline fallback used to be: the controller without its Role/RoleBinding. Its
+    # ServiceAccount may not read its own pod, so it exits at start-up and restarts forever.
+    import yaml
+    copy = ft.root / "kind" / "manifests" / "ingress-nginx.yaml"
+    docs = [d for d in yaml.safe_load_all(copy.read_text()) if d]
+    copy.write_text(yaml.safe_dump_all([d for d in docs if not d["kind"].endswith("Binding")], sort_keys=False))
+    with pytest.raises(k.RolloutFailed) as err:
+        up.install_ingress_controller()
+    msg = str(err.value)
+    assert "timed out waiting for the condition on pods/ingress-nginx-controller-5b8d9c7f6-xyz12" in msg
+    assert "keeps crashing" in msg and "logs ingress-nginx-controller-5b8d9c7f6-xyz12 -n ingress-nginx --previous" in msg
+    logs = k.runner.run(up.kubectl_argv("logs", "ingress-nginx-controller-5b8d9c7f6-xyz12", "-n", "ingress-nginx",
+                                        "--previous"), check=False).stdout
+    assert 'cannot get resource "pods"' in logs and "system:serviceaccount:ingress-nginx:ingress-nginx" in logs
 
 
 def test_the_fake_kubectl_wait_answers_like_the_real_one_when_nothing_matches(up, ft):

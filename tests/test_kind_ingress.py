@@ -82,3 +82,69 @@ def test_offline_defaults_to_the_environment(root, tmp_path, monkeypatch):
     assert ing.manifest(root, cache=tmp_path / "c", fetch=fetch).origin == "repo" and fetch.urls == []
     monkeypatch.setenv("K8SLAB_CACHE", str(tmp_path / "cc"))
     assert ing.cache_root() == tmp_path / "cc"
+
+
+# --- the repository's copy: the complete controller ----------------------------------------------
+import hashlib  # noqa: E402
+
+import yaml  # noqa: E402
+
+from conftest import ROOT  # noqa: E402
+
+REPO_COPY = ROOT / "kind" / "manifests" / "ingress-nginx.yaml"
+UPSTREAM = "upstream/ingress-nginx-kind-controller-v1.15.1-deploy.yaml"
+UPSTREAM_SHA256 = "2a3ae008c8786431115502644e77ab398fdebfb721a5d1195ed3089cde3299df"   # fixtures/upstream/README.md
+
+
+def _docs(path):
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def test_the_repo_copy_is_upstreams_kind_manifest_object_for_object(shared_fixtures):
+    upstream = shared_fixtures / UPSTREAM
+    assert hashlib.sha256(upstream.read_bytes()).hexdigest() == UPSTREAM_SHA256
+    mine, theirs = _docs(REPO_COPY), _docs(upstream)
+    assert [(d["kind"], d["metadata"]["name"]) for d in mine] == [(d["kind"], d["metadata"]["name"]) for d in theirs]
+    for a, b in zip(mine, theirs):
+        assert a == b, f"{a['kind']}/{a['metadata']['name']} differs from upstream's"
+
+
+def _may(docs, sa_ns, sa, verb, resource, ns) -> bool:
+    """RBAC as the API server evaluates it (core group only): a binding of the ServiceAccount to a
+    Role in ``ns`` or to a ClusterRole, whose rules allow ``verb`` on ``resource``."""
+    roles = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in docs
+             if d["kind"] in ("Role", "ClusterRole")}
+    for b in (d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")):
+        if b["kind"] == "RoleBinding" and b["metadata"].get("namespace") != ns:
+            continue
+        if not any(s.get("kind") == "ServiceAccount" and s.get("name") == sa and s.get("namespace") == sa_ns
+                   for s in b.get("subjects") or []):
+            continue
+        ref = b["roleRef"]
+        role = roles.get((ref["kind"], b["metadata"].get("namespace") if ref["kind"] == "Role" else None, ref["name"]))
+        for rule in (role or {}).get("rules") or []:
+            if "" in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]:
+                return True
+    return False
+
+
+def test_the_repo_copy_is_the_complete_controller_in_apply_order():
+    docs = _docs(REPO_COPY)
+    kinds = [d["kind"] for d in docs]
+    order = ["Namespace", "ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ConfigMap",
+             "Service", "Deployment", "Job", "IngressClass", "ValidatingWebhookConfiguration"]
+    assert list(dict.fromkeys(kinds)) == order          # each kind once in a block, in upstream's order
+    dep = next(d for d in docs if d["kind"] == "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    sa = pod["serviceAccountName"]
+    assert any(d["kind"] == "ServiceAccount" and d["metadata"]["name"] == sa for d in docs)
+    # What the controller does first (internal/k8s GetIngressPod): read its own Pod. Without it, it exits.
+    assert _may(docs, "ingress-nginx", sa, "get", "pods", "ingress-nginx")
+    assert _may(docs, "ingress-nginx", sa, "list", "services", "ingress-nginx")
+    assert _may(docs, "ingress-nginx", "ingress-nginx-admission", "create", "secrets", "ingress-nginx")
+    args = pod["containers"][0]["args"]
+    assert "--validating-webhook=:8443" in args and pod["volumes"][0]["secret"]["secretName"] == "ingress-nginx-admission"
+    jobs = [d for d in docs if d["kind"] == "Job"]
+    assert [j["spec"]["ttlSecondsAfterFinished"] for j in jobs] == [0, 0]       # gone once complete
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}                  # no ingress-ready label
+    assert not (ROOT / "kind" / "manifests" / "ingress-nginx-rbac.yaml").exists()   # one file, nothing left out

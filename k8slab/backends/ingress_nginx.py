@@ -15,7 +15,10 @@ Where the manifest comes from, in order:
 2. a download (once) of ``deploy/static/provider/kind/deploy.yaml`` at the pinned tag from
    raw.githubusercontent.com, checked against :data:`SHA256`;
 3. offline (or the download failed): the repository's own ``kind/manifests/ingress-nginx.yaml``, and the
-   result says so.
+   result says so. That copy holds the same objects as upstream's file at :data:`VERSION` (namespace,
+   RBAC, config, services, the controller, the admission Jobs, the IngressClass, the webhook, in
+   upstream's order; ``tests/test_kind_ingress.py`` compares them), so a controller installed offline
+   is the complete one: without its RBAC it could not read its own pod and would crash-loop.
 
 :data:`SHA256` must be filled in from a download you verified yourself (compare it with a second
 machine, or with the file in the tagged release). While it is ``None``, the first successful download

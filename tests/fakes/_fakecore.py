@@ -513,7 +513,8 @@ def pods(cluster: str) -> list[dict]:
             p["status"]["containerStatuses"][0].update(ready=False, state={"waiting": {
                 "reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}})
         out_.append(p)
-    ctl_exists = "controller-late" not in sc or load_state().get("ingress_pod_asks", 0) > 2
+    state = load_state()
+    ctl_exists = "controller-late" not in sc or state.get("ingress_pod_asks", 0) > 2
     ctl = ready_pod("ingress-nginx-controller-5b8d9c7f6-xyz12", "ingress-nginx", "10.244.0.5",
                     {"app.kubernetes.io/component": "controller", "app.kubernetes.io/name": "ingress-nginx"},
                     "registry.k8s.io/ingress-nginx/controller:v1.15.1", node)
@@ -524,11 +525,54 @@ def pods(cluster: str) -> list[dict]:
             "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
             "message": "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. "
                        "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."}]}
+    forbidden = controller_forbidden(state)
+    if forbidden and "controller-pending" not in sc:      # a pod that never started cannot crash
+        # The controller's first API call (ingress-nginx internal/k8s GetIngressPod) is refused: it
+        # exits (klog.Fatalf in cmd/nginx/main.go) and the kubelet restarts it with a back-off.
+        ctl["status"]["conditions"][0]["status"] = "False"
+        ctl["status"]["containerStatuses"][0].update(ready=False, restartCount=4, state={"waiting": {
+            "reason": "CrashLoopBackOff",
+            "message": f"back-off 1m20s restarting failed container=controller pod={ctl['metadata']['name']}_ingress-nginx"
+                       "(0d6c5e1a-7f3b-4c2d-9e8f-1a2b3c4d5e6f)"}},
+            lastState={"terminated": {"exitCode": 255, "reason": "Error"}})
     if ctl_exists:
         out_.append(ctl)
     out_.append(ready_pod("coredns-7c65d6cfc9-q2w3e", "kube-system", "10.244.0.3", {"k8s-app": "kube-dns"},
                           "registry.k8s.io/coredns/coredns:v1.12.1", node))
     return out_
+
+
+def controller_forbidden(state: dict) -> str:
+    """When the ingress controller Deployment was applied, whether its ServiceAccount may get its own
+    pod, as RBAC decides it (a RoleBinding in the namespace or a ClusterRoleBinding, to a role whose
+    core-group rules allow get on pods). Returns the controller's fatal log line if it may not."""
+    applied = state.get("applied", {})
+    dep = next((d for d in applied.get("deployments", []) if d["metadata"]["name"] == "ingress-nginx-controller"), None)
+    if dep is None:
+        return ""
+    ns = dep["metadata"].get("namespace", "default")
+    sa = dep["spec"]["template"]["spec"].get("serviceAccountName", "default")
+    for b in applied.get("rolebindings", []) + applied.get("clusterrolebindings", []):
+        if b["kind"] == "RoleBinding" and b["metadata"].get("namespace", "default") != ns:
+            continue
+        if not any(x.get("kind") == "ServiceAccount" and x.get("name") == sa and x.get("namespace") == ns
+                   for x in b.get("subjects") or []):
+            continue
+        ref = b["roleRef"]
+        for r in applied.get("roles" if ref["kind"] == "Role" else "clusterroles", []):
+            if r["metadata"]["name"] != ref["name"] or \
+                    (ref["kind"] == "Role" and r["metadata"].get("namespace", "default") != b["metadata"].get("namespace")):
+                continue
+            if any("" in rule.get("apiGroups", []) and "pods" in rule.get("resources", []) and "get" in rule.get("verbs", [])
+                   for rule in r.get("rules") or []):
+                return ""
+    pod = "ingress-nginx-controller-5b8d9c7f6-xyz12"
+    # cmd/nginx/main.go: klog.Fatalf("Unexpected error obtaining ingress-nginx pod: %v", err);
+    # internal/k8s/main.go GetIngressPod: fmt.Errorf("unable to get POD information: %v", err);
+    # the API server's RBAC refusal (Forbidden) for the pod's ServiceAccount.
+    return (f"F0324 10:00:03.123456       7 main.go:121] Unexpected error obtaining ingress-nginx pod: unable to get "
+            f"POD information: pods \"{pod}\" is forbidden: User \"system:serviceaccount:{ns}:{sa}\" cannot get "
+            f"resource \"pods\" in API group \"\" in the namespace \"{ns}\"")
 
 
 def services() -> list[dict]:
@@ -725,9 +769,19 @@ def kubectl(argv: list[str], stdin) -> int:
             # whatever --timeout says; cmdutil.CheckErr adds "error: " and exits 1 (kubectl 1.30 - 1.37).
             return out(err="error: no matching resources found", rc=1)
         singular = kind[:-1] if kind.endswith("s") else kind
-        if "controller-pending" in sc and ns == "ingress-nginx":
-            return out(err="error: timed out waiting for the condition on pods/" + items[0]["metadata"]["name"], rc=1)
+        if kind == "pods":
+            stuck = [i for i in items if not any(c.get("type") == "Ready" and c.get("status") == "True"
+                                                 for c in (i.get("status") or {}).get("conditions") or [])]
+            if stuck:
+                # real-cli-behaviours.yaml k2b/k2c: after --timeout, one line per pod that never became
+                # Ready ("error: " only when there is one), exit 1; the Ready ones print "condition met".
+                met = "\n".join(f"pod/{i['metadata']['name']} condition met" for i in items if i not in stuck)
+                lines = [f"timed out waiting for the condition on pods/{i['metadata']['name']}" for i in stuck]
+                return out(met, ("error: " + lines[0]) if len(lines) == 1 else "\n".join(lines), 1)
         return out("\n".join(f"{singular}/{i['metadata']['name']} condition met" for i in items))
+    if verb == "logs":
+        line = controller_forbidden(state) if "ingress-nginx-controller" in " ".join(rest) else ""
+        return out(line or "I0324 10:00:00.000000       1 main.go:1] started")
     if verb == "scale":
         return out(f"deployment.apps/{rest[0].split('/', 1)[1]} scaled")
     if verb == "delete":
