@@ -190,6 +190,29 @@ def test_pod_problems_controller_pending_on_a_taken_host_port(monkeypatch):
     assert "hostPort" in text and "kubectl get pods -A -o wide" in text and "label node" not in text
 
 
+def test_pod_problems_controller_v1_15_pending_is_not_blamed_on_the_ingress_ready_label(monkeypatch):
+    # controller-v1.15.1's kind manifest selects only kubernetes.io/os=linux (upstream deploy.yaml): a
+    # Pending controller is then a taint it does not tolerate (the scheduler's "untolerated taint"),
+    # not a missing ingress-ready label.
+    monkeypatch.setenv("K8SLAB_FAKE_SCENARIO", "controller-pending")
+    pods = _fakecore.pods("k8slab")
+    ctl = next(p for p in pods if p["metadata"]["namespace"] == "ingress-nginx")
+    ctl["spec"]["nodeSelector"] = {"kubernetes.io/os": "linux"}
+    ctl["status"]["conditions"][0]["message"] = (
+        "0/1 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }. "
+        "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.")
+    cls, text = k.explain_problems(k.pod_problems(pods), "kubectl", "k8slab")
+    assert cls is k.ControllerPending
+    assert "ingress-ready" not in text and "label node" not in text
+    assert "toleration" in text and "node-role.kubernetes.io/control-plane" in text
+    assert "kubectl describe node k8slab-control-plane" in text
+    # ... and a selector no node matches, without any ingress-ready in it, names the selector.
+    ctl["status"]["conditions"][0]["message"] = "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+    ctl["spec"]["nodeSelector"] = {"kubernetes.io/os": "windows"}
+    cls, text = k.explain_problems(k.pod_problems(pods), "kubectl", "k8slab")
+    assert "ingress-ready" not in text and "kubernetes.io/os=windows" in text and "--show-labels" in text
+
+
 def test_pod_problems_crash_and_healthy(monkeypatch):
     assert k.pod_problems(_fakecore.pods("k8slab")) == []
     monkeypatch.setenv("K8SLAB_FAKE_SCENARIO", "crash")

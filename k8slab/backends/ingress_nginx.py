@@ -150,6 +150,8 @@ class IngressController:
     deployment: str
     config_path: str              # the live proxy config inside the controller pod
     manifest: Callable[..., ManifestSource]
+    admission_secret: str | None = None     # the webhook's certificate, written by admission_jobs
+    admission_jobs: tuple[str, ...] = ()     # Jobs that delete themselves when done (ttlSecondsAfterFinished: 0)
 
 
 INGRESS_NGINX = IngressController(
@@ -161,6 +163,8 @@ INGRESS_NGINX = IngressController(
     deployment="ingress-nginx-controller",
     config_path="/etc/nginx/nginx.conf",
     manifest=manifest,
+    admission_secret="ingress-nginx-admission",
+    admission_jobs=("ingress-nginx-admission-create", "ingress-nginx-admission-patch"),
 )
 
 CONTROLLERS: dict[str, IngressController] = {"ingress-nginx": INGRESS_NGINX}

@@ -300,8 +300,8 @@ class KindBackend(KindDoctor, Backend):
                 raise WebhookNotReady(
                     f"the {ctl.name} admission webhook does not answer yet, so Ingress objects are refused "
                     f"({err.splitlines()[-1]}). Fix: wait for it (lab.install_ingress_controller() waits); look "
-                    f"at `{self.kubectl_hint} -n {ctl.namespace} get pods,endpointslices` and "
-                    f"`{self.kubectl_hint} -n {ctl.namespace} get jobs` (the certificate jobs must complete)")
+                    f"at `{self.kubectl_hint} -n {ctl.namespace} get pods,endpointslices`; "
+                    f"{self._webhook_certificate_hint()}")
             raise CommandError(f"kubectl apply failed: {err.splitlines()[-1] if err else 'no message'}. "
                                "Check the manifest's kind, apiVersion and names", list(res.argv),
                                res.returncode, err)
@@ -443,9 +443,27 @@ class KindBackend(KindDoctor, Backend):
                 raise WebhookNotReady(
                     f"the {ctl.name} admission webhook ({ctl.admission_service}) has no ready endpoint after "
                     f"{timeout:g} s, so Ingress objects would be refused. Fix: look at `{self.kubectl_hint} -n "
-                    f"{ctl.namespace} get pods,jobs,endpointslices` and `{self.kubectl_hint} -n {ctl.namespace} "
-                    f"logs deploy/{ctl.deployment}`; then run install_ingress_controller() again")
+                    f"{ctl.namespace} get pods,endpointslices` and `{self.kubectl_hint} -n {ctl.namespace} "
+                    f"logs deploy/{ctl.deployment}`; {self._webhook_certificate_hint()}; then run "
+                    "install_ingress_controller() again")
             time.sleep(min(2.0, max(0.05, timeout / 20)))
+
+    def _webhook_certificate_hint(self) -> str:
+        """Where the webhook's certificate comes from, and what to check (not the Jobs: they are gone).
+
+        ingress-nginx's kind manifest (controller-v1.15.1) runs two Jobs, ingress-nginx-admission-create
+        and -patch, that write the Secret ingress-nginx-admission and patch the webhook's caBundle; both
+        have ``ttlSecondsAfterFinished: 0``, so they and their pods are deleted the moment they complete.
+        An empty ``get jobs`` is the normal case; the Secret is what they leave behind.
+        """
+        ctl = self.controller
+        if not ctl.admission_secret:
+            return f"look at `{self.kubectl_hint} -n {ctl.namespace} get events --sort-by=.lastTimestamp`"
+        jobs = " and ".join(ctl.admission_jobs) or "certificate Jobs"
+        return (f"the certificate Jobs ({jobs}) delete themselves once complete (ttlSecondsAfterFinished: 0), "
+                f"so do not look for them; check what they leave: `{self.kubectl_hint} -n {ctl.namespace} get "
+                f"secret {ctl.admission_secret}` (the controller mounts it; if it is missing, `{self.kubectl_hint} "
+                f"-n {ctl.namespace} get pods,events` shows why the create Job's pod failed)")
 
     # --- reading the cluster ----------------------------------------------------------------------
     def objects(self, kind: str) -> list[dict]:

@@ -31,7 +31,9 @@ class ImagePullFailed(RolloutFailed):
 
 
 class ControllerPending(RolloutFailed):
-    """The ingress controller pod cannot be scheduled (node label ``ingress-ready=true``, taints)."""
+    """A pod (the ingress controller's, usually) cannot be scheduled: hostPort 80/443 taken, a taint
+    it does not tolerate, a node selector no node matches (``ingress-ready=true`` in manifests older
+    than ingress-nginx v1.13)."""
 
 
 class WebhookNotReady(KindError):

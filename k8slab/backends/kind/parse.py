@@ -405,16 +405,27 @@ def explain_problems(problems: list[PodProblem], kubectl: str, cluster: str) -> 
         elif p.reason == "Unschedulable":
             if cls is RolloutFailed:
                 cls = ControllerPending
-            fix = "no node matches the pod's node selector / tolerations"
+            # The scheduler's reasons (kube-scheduler plugins NodePorts, TaintToleration, NodeAffinity):
+            # "didn't have free ports for the requested pod ports", "had untolerated taint {k: v}",
+            # "didn't match Pod's node affinity/selector". ingress-nginx's kind manifest selects only
+            # kubernetes.io/os=linux since v1.13 (controller-v1.15.1 included) and tolerates the
+            # control-plane taint; only older manifests select on ingress-ready=true.
+            fix = (f"no node matches the pod's node selector ({p.image or 'none'}) or affinity: compare it with "
+                   f"`{kubectl} get nodes --show-labels`")
             if "free ports" in p.message:
                 fix = ("the pod's hostPort (80/443 for the ingress controller) is already taken on every "
                        f"node that fits: find the other pod with `{kubectl} get pods -A -o wide` and delete it, "
                        "or run one controller replica per node")
-            elif "ingress-ready" in p.image or "ingress-ready" in p.message or p.namespace == "ingress-nginx":
-                fix = (f"the control-plane node needs the label ingress-ready=true: it comes from "
-                       "kind/cluster.yaml (kubeadmConfigPatches, node-labels: \"ingress-ready=true\"); "
-                       f"on a running cluster: `{kubectl} label node {cluster}-control-plane "
-                       "ingress-ready=true`; the control-plane taint needs a toleration")
+            elif "untolerated taint" in p.message or "taint" in p.message and "tolerate" in p.message:
+                fix = ("a node taint the pod does not tolerate (a kind control-plane carries "
+                       "node-role.kubernetes.io/control-plane:NoSchedule; ingress-nginx's kind manifest "
+                       "tolerates it, a changed manifest may not): see the taints with "
+                       f"`{kubectl} describe node {cluster}-control-plane` and add the matching toleration")
+            elif "ingress-ready" in p.image:
+                fix = ("its node selector asks for the label ingress-ready=true, which older ingress-nginx kind "
+                       "manifests (before v1.13) select on and no node carries: kind/cluster.yaml puts it on the "
+                       "control-plane (kubeadmConfigPatches, node-labels: \"ingress-ready=true\"); on a running "
+                       f"cluster: `{kubectl} label node {cluster}-control-plane ingress-ready=true`")
             lines.append(f"pod {p.namespace}/{p.pod} is Pending, not scheduled ({p.message or p.reason}"
                          f"{'; selector ' + p.image if p.image else ''}). Fix: {fix}; {look}")
         elif p.reason == "CrashLoopBackOff":
