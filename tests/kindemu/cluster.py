@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from k8slab import model as m
 from k8slab.backends import nsrelay
 from k8slab.backends.netns import NetnsBackend
 from k8slab.backends.netns import plumbing as pl
+from k8slab.backends.netns import text as tx
 from k8slab.errors import K8sLabError, NotFound
 from k8slab.progress import Progress
 
@@ -66,6 +68,13 @@ BY_KIND = {v[0]: v for v in KINDS.values()}
 MODEL_KINDS = {"Pod", "Service", "Node", "Deployment", "EndpointSlice", "Ingress", "IngressClass"}
 SYSTEM_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system", "local-path-storage")
 KUBELET_VERSION = "v1.35.8"
+ETC_NETNS = Path("/etc/netns")
+
+
+def write_resolv_conf(netns: str, text: str) -> None:
+    d = ETC_NETNS / netns
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "resolv.conf").write_text(text)
 
 
 def resolve_kind(word: str) -> tuple[str, str, str, bool] | None:
@@ -107,25 +116,39 @@ class EmuNetns(NetnsBackend):
     ``crictl inspectp`` reports for ``nsenter -t PID -n``), and app containers that start only once
     their image is on the node (``kind load``)."""
 
-    def __init__(self, *a, image_ok=None, **kw):
+    def __init__(self, *a, image_ok=None, zone: Path | None = None, **kw):
         super().__init__(*a, **kw)
         self.image_ok = image_ok or (lambda pod: True)
+        self.zone = zone
         self.pause: dict[tuple[str, str], pl.Proc] = {}
+        self.dns: dict[tuple[str, str], pl.Proc] = {}
         self.created: dict[tuple[str, str], float] = {}
 
     def _add_pod(self, pod) -> None:
+        # The kubelet's resolv.conf for dnsPolicy ClusterFirst (`ip netns exec` mounts
+        # /etc/netns/<ns>/resolv.conf over /etc/resolv.conf for everything run in the pod's namespace)
+        ns_name = tx.pod_netns(self.name, pod.name, pod.namespace)
+        write_resolv_conf(ns_name, f"search {pod.namespace}.svc.cluster.local svc.cluster.local cluster.local\n"
+                                   "nameserver 10.96.0.10\noptions ndots:5\n")
         super()._add_pod(pod)
         pnet = self._pods[pod.key]
         key = f"pause-{pod.namespace}-{pod.name}"
         self.pause[pod.key] = pl.start(self.name, key, ["ip", "netns", "exec", pnet.netns, "sleep", "infinity"],
                                        info=f"pause of {pod.namespace}/{pod.name}")
         self.created[pod.key] = time.time()
+        if pod.labels.get("k8s-app") == "kube-dns" and self.zone is not None:
+            # CoreDNS stands in as tests/kindemu/dns.py on :53 in the pod (kube-dns's endpoints)
+            self.dns[pod.key] = pl.start(self.name, f"coredns-{pod.name}", [
+                "ip", "netns", "exec", pnet.netns, sys.executable, str(Path(__file__).with_name("dns.py")),
+                "--zone", str(self.zone), "--listen", "0.0.0.0:53"], info=f"DNS in {pod.name}")
 
     def _remove_pod(self, pod) -> None:
-        proc = self.pause.pop((pod.namespace, pod.name), None)
-        if proc is not None:
-            pl.stop(self.name, proc)
+        for d in (self.pause, self.dns):
+            proc = d.pop((pod.namespace, pod.name), None)
+            if proc is not None:
+                pl.stop(self.name, proc)
         super()._remove_pod(pod)
+        shutil.rmtree(ETC_NETNS / pod.netns, ignore_errors=True)
 
     def _start_app(self, pod) -> None:
         mpod = next((p for p in self._cluster.pods if p.key == (pod.namespace, pod.name)), None)
@@ -174,10 +197,13 @@ class EmuCluster:
         tmp_cfg.write_text(cfg_text)
         self.config_path = tmp_cfg
         host_ns = self.machine_ns if self.mode == "linux" and self.machine_ns else None
+        self.zone = work / "zone.json"
         self.backend = EmuNetns(self.name, root=self.root, progress=Progress(quiet=True), host_netns=host_ns,
-                                image_ok=self.image_ok)
+                                image_ok=self.image_ok, zone=self.zone)
         try:
             self.backend.up(tmp_cfg)
+            self.write_zone()
+            self._node_dns()
         except BaseException as exc:  # noqa: BLE001 - reported like kind reports a failed step
             o.err(" ✗ Preparing nodes " + "📦 " * len(nodes) + "\n")
             o.err(f"ERROR: failed to create cluster: {exc}\n")
@@ -265,6 +291,39 @@ class EmuCluster:
                                      info=f"Docker Desktop port {hp} -> {ip}:{cp}")
             self.desktop_relays.append(proc)
 
+    def write_zone(self) -> None:
+        """The names the cluster's DNS answers: Services (headless: their ready pods) and, for Docker's
+        embedded DNS, the node containers."""
+        cl = self.backend.model()
+        names: dict[str, list[str]] = {}
+        for svc in cl.services:
+            fq = f"{svc.name}.{svc.namespace}.svc.cluster.local."
+            if svc.headless:
+                names[fq] = [p.ip for p in cl.selected_pods(svc) if p.ready and p.ip]
+            elif svc.cluster_ip:
+                names[fq] = [svc.cluster_ip]
+        for n in cl.nodes:
+            names[f"{n.name}."] = [n.ip]
+        text = json.dumps(names, indent=1, sort_keys=True)
+        if not self.zone.exists() or self.zone.read_text() != text:
+            tmp = self.zone.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(self.zone)
+
+    def _node_dns(self) -> None:
+        """Docker's embedded DNS in each node: 127.0.0.11 at the ports the node's DOCKER_OUTPUT rules
+        DNAT the gateway's port 53 to; the node's resolv.conf names the gateway, as kind's entrypoint
+        writes it."""
+        from k8slab.model.docker import dns_ports
+        b = self.backend
+        for node in b.model().nodes:
+            nn = b._node(node.name)
+            tcp, udp = dns_ports(b.model(), node)
+            write_resolv_conf(nn.netns, "nameserver 172.18.0.1\noptions ndots:0\n")
+            pl.start(self.name, f"docker-dns-{node.name}", [
+                "ip", "netns", "exec", nn.netns, sys.executable, str(Path(__file__).with_name("dns.py")),
+                "--zone", str(self.zone), "--listen", f"127.0.0.11:{udp}:{tcp}"], info=f"Docker DNS in {node.name}")
+
     def write_nodes(self) -> None:
         (c.cluster_dir(self.name) / "nodes.json").write_text(json.dumps(self.node_inspect(), indent=1))
 
@@ -307,6 +366,10 @@ class EmuCluster:
         self.desktop_relays.clear()
         if self.backend is not None:
             self.backend.down()
+        for d in ETC_NETNS.glob(f"{self.name}-*") if ETC_NETNS.is_dir() else []:
+            shutil.rmtree(d, ignore_errors=True)
+        if ETC_NETNS.is_dir() and not any(ETC_NETNS.iterdir()):
+            ETC_NETNS.rmdir()
 
     # ------------------------------------------------------------------ images on nodes
     def image_ok(self, pod) -> bool:
@@ -422,6 +485,7 @@ class EmuCluster:
             if changed:
                 b._sync_rules()
                 b._sync_nginx()
+            self.write_zone()
 
     def _probe(self, pnet) -> bool:
         if pnet.role == "app":
