@@ -334,6 +334,12 @@ def resp(r):
     return {"status": r.status, "error": r.error, "pod": (r.whoami or {}).get("pod"),
             "client_ip": (r.whoami or {}).get("client_ip")}
 out["host"] = resp(lab.request("http://localhost:8080/whoami", host="shortener.localtest.me"))
+import socket
+try:
+    socket.create_connection(("172.18.0.2", 80), timeout=1.5).close()
+    out["node_ip_routed"] = True
+except OSError:
+    out["node_ip_routed"] = False
 out["node_ip_from_host"] = resp(lab.request("http://172.18.0.2:80/whoami", host="shortener.localtest.me"))
 out["node"] = resp(lab.request("http://172.18.0.2:80/whoami", host="shortener.localtest.me", from_="node"))
 ip = lab.backend.model().service("url-shortener").cluster_ip
@@ -358,20 +364,12 @@ def test_kind_backend_through_the_emulator(tmp_path, mode):
     out = json.loads(line[7:])
     assert out["doctor"]["node IPs from the host"] is (mode == "linux")
     assert out["host"]["status"] == 200 and out["host"]["pod"].startswith("url-shortener-")
-    if mode == "linux":
-        assert out["node_ip_from_host"]["status"] == 200
-    else:
-        assert out["node_ip_from_host"]["status"] is None
+    # Linux: the machine is the Docker host and reaches node IPs; Docker Desktop: it does not (kind#1890)
+    assert out["node_ip_routed"] is (mode == "linux")
+    assert out["node_ip_from_host"]["status"] == 200
     assert out["pf"]["status"] == 200 and out["pf"]["client_ip"] == "127.0.0.1"
     assert any(p.startswith("ingress-nginx-controller-") for p in out["pods"])
     assert out["rules"] > 50
-    broken = [k for k in ("node", "pod") if out[k]["status"] != 200]
-    if broken and all(out[k]["error"] == "no HTTP response" for k in broken):
-        # The emulator's node and pod paths are checked on their own in
-        # test_cluster_commands_print_what_the_real_tools_print (nodecurl, podcurl).
-        pytest.xfail("KindBackend defect: _curl_batch passes 'curl' as the loop's first argument and CURL_LOOP "
-                     "runs `curl \"$@\"`, so each request runs `curl curl -s -i ...` (a request to http://curl/ "
-                     f"first, then a second -w marker the parser does not expect): {broken}")
     assert out["node"]["status"] == 200, out["node"]
     assert out["pod"]["status"] == 200, out["pod"]
 
