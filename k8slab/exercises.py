@@ -68,7 +68,9 @@ class Exercise:
 
     ``expected(lab)`` derives the truth from the lab; ``compare(answer, truth, lab)`` returns
     ``(ok, message, hints)``. ``solution`` is the Python expression a learner would write;
-    ``wrong`` a plausible wrong prediction (the tests check it gets a hint).
+    ``wrong`` a plausible wrong prediction (the tests check it gets a hint). ``equivalents`` are other
+    right answers a learner writes in their own words (Python expressions, ``lab`` in scope): every
+    one must pass; ``wrongs`` are more answers that must not.
     """
     id: str
     question: str
@@ -77,6 +79,8 @@ class Exercise:
     expected: Callable[[Any], Any]
     compare: Callable[[Any, Any, Any], tuple[bool, str, list[str]]]
     explain: str = ""
+    equivalents: tuple[str, ...] = ()
+    wrongs: tuple[str, ...] = ()
 
     @property
     def notebook(self) -> str:
@@ -175,7 +179,18 @@ def address_roles(ip: str | None, lab) -> set[str]:
 
 
 def _norm(x) -> str:
-    return re.sub(r"[\s_]+", " ", str(x).strip().lower())
+    """Case, spacing, underscores, a leading "the" and a trailing period do not matter."""
+    text = re.sub(r"[\s_]+", " ", str(x).strip().lower()).strip(" .")
+    return re.sub(r"^the ", "", text)
+
+
+_IP_PORT = re.compile(r"^(\d+\.\d+\.\d+\.\d+)(?::(\d+))?$")
+
+
+def _split_address(x) -> tuple[str, str | None]:
+    """("10.244.0.7", "80") for "10.244.0.7:80"; (text, None) for anything else."""
+    m = _IP_PORT.match(str(x).strip())
+    return (m.group(1), m.group(2)) if m else (str(x), None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,26 +231,44 @@ def same_bool(what: str, hints: Callable[[Any, Any], list[str]] | None = None):
     return compare
 
 
+ROLE_WORDS = {"node's address": "node", "node address": "node", "the node's ip": "node", "node's ip": "node",
+              "ingress-nginx": "controller", "ingress-nginx controller": "controller", "nginx": "controller",
+              "controller pod": "controller", "ingress controller pod": "controller", "loopback address": "loopback",
+              "my machine": "host", "my laptop": "host", "your machine": "host", "pod's ip": "pod ip"}
+
+
 def same_address(what: str, hints: Callable[[Any, Any, set], list[str]] | None = None):
-    """The answer may be the address itself or a word for its role ("node", "pod", "127.0.0.1")."""
+    """The answer may be the address itself, with or without the port the lab's answer carries, or a
+    word for its role ("node", "pod", "controller", "127.0.0.1")."""
     def compare(answer, truth, lab):
-        roles = address_roles(truth, lab)
-        ok = _norm(answer) in {_norm(r) for r in roles}
+        roles = {_norm(r) for r in address_roles(truth, lab)}
+        t_ip, t_port = _split_address(truth)
+        a_ip, a_port = _split_address(answer)
+        if _IP_PORT.match(str(answer).strip()):
+            ok = a_ip in roles and (a_port is None or a_port == t_port)
+        else:
+            word = _norm(answer)
+            ok = ROLE_WORDS.get(word, word) in roles
         kinds = sorted(r for r in roles if not r[0].isdigit() and not r.startswith(("kind-", APP)))
         shown = f"{truth}" + (f" ({', '.join(kinds)})" if kinds else "")
-        msg = f"{what}: you predicted {answer!r}; the app saw {shown}" if not ok else \
+        msg = f"{what}: you predicted {answer!r}; the lab shows {shown}" if not ok else \
             f"{what}: {answer!r} matches {shown}"
         return ok, msg, [] if ok else (hints(answer, truth, roles) if hints else [])
     return compare
 
 
-def same_set(what: str, hints: Callable[[set, set], list[str]] | None = None, synonyms=None):
+def same_set(what: str, hints: Callable[[set, set], list[str]] | None = None, synonyms=None,
+             ignore: tuple[str, ...] = ()):
+    """Same members, in any order; ``ignore``: words that may be in the answer or not (say "client",
+    which the path table lists but the question does not ask for)."""
     syn = {_norm(k): _norm(v) for k, v in (synonyms or {}).items()}
+    skip = {_norm(w) for w in ignore}
 
     def canon(items):
         if isinstance(items, (str, bytes)):
             items = [items]
-        return {syn.get(_norm(getattr(i, "value", i)), _norm(getattr(i, "value", i))) for i in items}
+        out = {syn.get(_norm(getattr(i, "value", i)), _norm(getattr(i, "value", i))) for i in items}
+        return out - skip
 
     def compare(answer, truth, lab):
         try:
@@ -253,6 +286,33 @@ def same_set(what: str, hints: Callable[[set, set], list[str]] | None = None, sy
     return compare
 
 
+def same_hex(what: str, hints: Callable[[Any, Any], list[str]] | None = None):
+    """A mark as the rules print it ("0x4000", "0x4000/0x4000") or as a number (16384, 0x4000)."""
+    def value(x):
+        if isinstance(x, int):
+            return x
+        return int(str(x).strip().split("/")[0], 0)
+
+    def compare(answer, truth, lab):
+        try:
+            ok = value(answer) == value(truth)
+        except ValueError:
+            return False, f"expected a mark like 0x4000 for {what}, got {answer!r}", (hints(answer, truth) if hints else [])
+        msg = f"{what}: you predicted {answer!r}, the rules set {truth}"
+        return ok, msg, [] if ok else (hints(answer, truth) if hints else [])
+    return compare
+
+
+def same_ip(what: str, port: str | None = None, hints: Callable[[Any, Any], list[str]] | None = None):
+    """An address, with or without the port the question implies (``port``)."""
+    def compare(answer, truth, lab):
+        a_ip, a_port = _split_address(answer)
+        ok = a_ip == str(truth) and a_port in (None, port)
+        msg = f"{what}: you predicted {answer!r}, the lab shows {truth!r}" + (f" (port {port})" if port else "")
+        return ok, msg, [] if ok else (hints(answer, truth) if hints else [])
+    return compare
+
+
 def same_sequence(what: str, hints: Callable[[list, list], list[str]] | None = None, tol: float = 1e-3):
     def compare(answer, truth, lab):
         try:
@@ -267,11 +327,18 @@ def same_sequence(what: str, hints: Callable[[list, list], list[str]] | None = N
     return compare
 
 
-def same_mapping(what: str, hints: Callable[[dict, dict], list[str]] | None = None):
+def same_mapping(what: str, hints: Callable[[dict, dict], list[str]] | None = None, synonyms=None):
+    syn = {_norm(k): _norm(v) for k, v in (synonyms or {}).items()}
+
+    def canon(x):
+        n = _norm(x)
+        return syn.get(n, n)
+
     def compare(answer, truth, lab):
         if not isinstance(answer, dict):
             return False, f"expected a dict for {what}, got {answer!r}", (hints({}, truth) if hints else [])
-        wrong = {k: (answer.get(k), v) for k, v in truth.items() if _norm(answer.get(k, "")) != _norm(v)}
+        answer = {str(k).strip().upper(): v for k, v in answer.items()}
+        wrong = {k: (answer.get(k), v) for k, v in truth.items() if canon(answer.get(k, "")) != canon(v)}
         ok = not wrong
         msg = f"{what}: " + ("all match the dump" if ok else
                              "; ".join(f"{k}: you said {a!r}, the dump says {t!r}" for k, (a, t) in wrong.items()))
@@ -424,8 +491,12 @@ def _h(*lines):
 
 COMPONENT_SYNONYMS = {"apiserver": "api server", "kube-apiserver": "api server", "containerd": "container runtime",
                       "runtime": "container runtime", "cri": "container runtime", "pod": "app"}
+OWNER_SYNONYMS = {"portmap": "cni portmap", "cni": "cni portmap", "portmap plugin": "cni portmap",
+                  "cni portmap plugin": "cni portmap", "cni plugin": "cni portmap", "kube proxy": "kube-proxy",
+                  "kubeproxy": "kube-proxy"}
 WAY_SYNONYMS = {"port forward": "port-forward", "portforward": "port-forward", "node port": "nodeport",
-                "host port": "hostport", "cluster ip": "clusterip", "service": "clusterip"}
+                "host port": "hostport", "cluster ip": "clusterip", "service": "clusterip",
+                "kubectl port-forward": "port-forward", "kubectl port forward": "port-forward"}
 
 _EXERCISES = [
     # 00 start
@@ -433,7 +504,9 @@ _EXERCISES = [
              'lab.backend_name  # or type the name you expect', '"nowhere"',
              lambda lab: lab.backend_name,
              same_text("backend", _h("Lab() honours K8SLAB_BACKEND first, then takes kind where Docker and kind "
-                                     "work, else sim: read lab.why"))),
+                                     "work, else sim: read lab.why")),
+             equivalents=("lab.backend_name.upper()", "' ' + lab.backend_name + ' '", "'the ' + lab.backend_name"),
+             wrongs=("'kind' if lab.backend_name != 'kind' else 'sim'",)),
     Exercise("00.live", "Will the outputs of this run be live measurements (True) or a model's predictions (False)?",
              "lab.backend_name != \"sim\"", "True",
              lambda lab: lab.live,
@@ -444,17 +517,21 @@ _EXERCISES = [
              "len(yaml.safe_load((lab.root / 'kind/cluster.yaml').read_text())['nodes'])", "3",
              lambda lab: len(lab.get("nodes")),
              same_number("nodes", _h("count the entries under `nodes:` in kind/cluster.yaml; each becomes one "
-                                     "container named <cluster>-control-plane, <cluster>-worker, ..."))),
+                                     "container named <cluster>-control-plane, <cluster>-worker, ...")),
+             equivalents=("str(len(lab.get('nodes')))", "float(len(lab.get('nodes')))"),
+             wrongs=("len(lab.get('nodes')) + 1",)),
     Exercise("01.pod_cidr", "Which pod CIDR does the control-plane node own?", '"10.244.0.0/24"', '"10.96.0.0/16"',
              lambda lab: control_plane(lab)["pod_cidr"],
              same_text("control-plane pod CIDR", _h("kind's pod subnet is 10.244.0.0/16 and each node gets a /24 "
-                                                    "in order; 10.96.0.0/16 is the *service* subnet"))),
+                                                    "in order; 10.96.0.0/16 is the *service* subnet")),
+             equivalents=("' 10.244.0.0/24 '", "'10.244.0.0/24.'"), wrongs=("'10.244.0.0/16'",)),
     Exercise("01.kubernetes_ip", "Which ClusterIP does the `kubernetes` Service (the API server) get?",
              '"10.96.0.1"', '"172.18.0.2"',
              lambda lab: _service(lab, "kubernetes")["cluster_ip"],
-             same_text("kubernetes ClusterIP", _h("ClusterIPs come from the service subnet (kind: 10.96.0.0/16); the "
-                                                  "first usable address goes to the API server's Service; "
-                                                  "172.18.0.x are node (container) addresses"))),
+             same_ip("kubernetes ClusterIP", port="443", hints=_h(
+                 "ClusterIPs come from the service subnet (kind: 10.96.0.0/16); the first usable address goes to "
+                 "the API server's Service; 172.18.0.x are node (container) addresses")),
+             equivalents=("'10.96.0.1:443'", "' 10.96.0.1'"), wrongs=("'10.96.0.1:80'", "'10.96.0.10'")),
     # 02 port-forward
     Exercise("02.client_ip", "Through `kubectl port-forward`, which client address does the app see?",
              '"127.0.0.1"', '"172.18.0.1"',
@@ -462,7 +539,9 @@ _EXERCISES = [
              same_address("client address", lambda a, t, r: [
                  "port-forward is not a network path into the pod: the container runtime enters the pod's "
                  "network namespace and dials localhost there, so the app sees a loopback client",
-                 "look at the last hop of lab.path('port-forward')"])),
+                 "look at the last hop of lab.path('port-forward')"]),
+             equivalents=("'localhost'", "'loopback'", "'Loopback address'", "'the loopback'"),
+             wrongs=("'pod'", "'node'")),
     Exercise("02.nat_rules", "How many address-translating rules (DNAT, SNAT, MASQUERADE) count a packet when "
              "you request through port-forward?",
              "0", "3",
@@ -470,115 +549,161 @@ _EXERCISES = [
              same_number("translating rules that counted packets", _h(
                  "the bytes travel inside the kubectl -> API server -> kubelet stream; the pod is reached via "
                  "localhost in its own namespace, so no DNAT rule on the node ever sees a new connection",
-                 "re-run the `with lab.counters()` cell and read c.translations"))),
+                 "re-run the `with lab.counters()` cell and read c.translations")),
+             equivalents=("'0'", "0.0"), wrongs=("1",)),
     Exercise("02.components", "Which components carry a port-forward request? (a list of component names)",
              '["kubectl", "API server", "kubelet", "container runtime", "app"]', '["kube-proxy", "app"]',
              lambda lab: [c.value for c in lab.path("port-forward").components if c.value != "client"],
              same_set("components", _h("kube-proxy never appears: port-forward is control-plane plumbing"),
-                      synonyms=COMPONENT_SYNONYMS)),
+                      synonyms=COMPONENT_SYNONYMS, ignore=("client",)),
+             equivalents=('["client", "kubectl", "API server", "kubelet", "container runtime", "app"]',
+                          '{"app", "containerd", "kubelet", "kube-apiserver", "kubectl"}',
+                          '["kubectl", "apiserver", "kubelet", "CRI", "pod"]'),
+             wrongs=('["kubectl", "API server", "kubelet", "app"]', '["client", "kube-proxy", "app"]')),
     # 03 Service
     Exercise("03.listeners", "How many sockets listen on the url-shortener ClusterIP?", "0", "1",
              _listeners_on_cluster_ip,
              same_number("sockets on the ClusterIP", _h(
                  "a Service is rules, not a process: lab.sockets() lists what listens; the ClusterIP only "
-                 "appears as a -d match in KUBE-SERVICES"))),
+                 "appears as a -d match in KUBE-SERVICES")),
+             equivalents=("'0'", "0.0"), wrongs=("1",)),
     Exercise("03.chains", "With 3 replicas, which nat chains does a new connection to the ClusterIP pass, in order "
              "(the nat chains before routing, without the hash suffix)?",
              '["PREROUTING", "KUBE-SERVICES", "KUBE-SVC", "KUBE-SEP"]', '["KUBE-NODEPORTS", "KUBE-SEP"]',
              lambda lab: _trace_chains(lab, _service(lab, APP)["cluster_ip"], 80,
                                        src=None),
-             lambda a, t, lab: _compare_chains(a, t)),
+             lambda a, t, lab: _compare_chains(a, t),
+             equivalents=('["kube-services", "kube-svc", "kube-sep"]',
+                          '["PREROUTING", "KUBE-SERVICES", "KUBE-SVC-ABCDEFGHIJKLMNOP", "KUBE-SEP-ABCDEFGHIJKLMNOP"]',
+                          '["KUBE-SERVICES", "KUBE-SVC", "KUBE-MARK-MASQ", "KUBE-SEP"]'),
+             wrongs=('["KUBE-SERVICES", "KUBE-SEP", "KUBE-SVC"]',)),
     Exercise("03.probabilities", "With 3 replicas, what `--probability` does each rule of KUBE-SVC-… carry, in "
              "order (the last one has none: write 1)?",
              "[1/3, 1/2, 1]", "[1/3, 1/3, 1/3]",
              _app_ruleset_probabilities,
-             same_sequence("rule probabilities", _h(
-                 "rules are tried in order and each one only sees what the earlier ones let through: "
-                 "1/3 of all, then 1/2 of the remaining 2/3, then all of the last 1/3 - each endpoint gets 1/3",
-                 "read the statistic column of the KUBE-SVC rows in the rules table"))),
+             same_sequence("rule probabilities", lambda a, t: _cascade_hints(len(t))),
+             equivalents=('["1/3", "1/2", "1"]', "[0.333, 0.5, 1.0]", "[Fraction(1, 3), Fraction(1, 2), 1]"),
+             wrongs=("[1/3, 1/3, 1/3]", "[1/2, 1/2, 1]")),
     # 04 NodePort
     Exercise("04.mark", "Which mark does KUBE-MARK-MASQ set on a packet (hex)?", '"0x4000"', '"0x2000"',
              lambda lab: _mark_of(lab, "KUBE-MARK-MASQ"),
-             same_text("masquerade mark", _h("0x2000 is the CNI portmap plugin's mark (CNI-HOSTPORT-SETMARK); "
-                                             "kube-proxy uses bit 14"))),
+             same_hex("masquerade mark", _h("0x2000 is the CNI portmap plugin's mark (CNI-HOSTPORT-SETMARK); "
+                                            "kube-proxy uses bit 14")),
+             equivalents=('"0x4000/0x4000"', "0x4000", "16384", '"0x00004000"'), wrongs=('"0x2000"', "4000")),
     Exercise("04.chain", "A packet to <node-ip>:<nodePort>: which kube-proxy chain catches it after KUBE-SERVICES?",
              '"KUBE-NODEPORTS"', '"KUBE-SVC"',
              lambda lab: _nodeport_chain(lab),
              same_text("chain after KUBE-SERVICES", _h(
                  "the node IP is not a ClusterIP, so no per-service rule matches; the last rule of KUBE-SERVICES "
-                 "sends packets for local addresses to KUBE-NODEPORTS"))),
+                 "sends packets for local addresses to KUBE-NODEPORTS")),
+             equivalents=('"kube-nodeports"', '" KUBE-NODEPORTS "'), wrongs=('"KUBE-EXT"',)),
     Exercise("04.client_ip", "Through the NodePort from your machine, which client address does the app see? "
              "(an address, or a word: node, pod, host, 127.0.0.1)",
              '"node"', '"host"',
              _nodeport_client,
              same_address("client address", lambda a, t, r: [
                  "KUBE-EXT-… jumps to KUBE-MARK-MASQ (mark 0x4000); KUBE-POSTROUTING then MASQUERADEs the "
-                 "packet to the node's own address on the way to the pod",
-                 "look at the KUBE-POSTROUTING and KUBE-MARK-MASQ counters in the counters cell"])),
+                 "packet, and MASQUERADE takes the address of the interface the packet leaves by: toward the "
+                 f"pod, that is the node's end of the pod's link ({t}), an address of the node",
+                 "look at the KUBE-POSTROUTING and KUBE-MARK-MASQ counters in the counters cell, and at "
+                 "lab.routes(): the pod's route names the link"]),
+             equivalents=("_nodeport_client(lab)", "'the node'", "\"node's address\"", "'Node'"),
+             wrongs=("'host'", "'pod'", "'127.0.0.1'")),
     # 05 ingress controller
     Exercise("05.external_ip", "What EXTERNAL-IP does the ingress-nginx-controller Service show on kind?",
              '"<pending>"', '"172.18.0.2"',
              lambda lab: _service(lab, "ingress-nginx-controller", INGRESS_NS)["external_ip"],
              same_text("EXTERNAL-IP", _h("type LoadBalancer only asks for a load balancer; nothing in a plain kind "
                                          "cluster provides one (cloud-provider-kind would)"),
-                       synonyms={"pending": "<pending>"})),
+                       synonyms={"pending": "<pending>", "none yet": "<pending>", "<none>": "<none>"}),
+             equivalents=('"pending"', '"Pending"', '" <pending> "'), wrongs=('"<none>"', '"localhost"')),
     Exercise("05.hostport", "Where does CNI-DN-… DNAT a packet for the node's port 80? (an address, or a word)",
              '"ingress controller"', '"clusterip"',
              lambda lab: _hostport_destination(lab),
              same_address("hostPort DNAT destination", lambda a, t, r: [
                  "the portmap plugin DNATs straight to the pod that declared hostPort: 80, the controller; "
-                 "no Service is involved on this path"])),
+                 "no Service is involved on this path"]),
+             equivalents=("_hostport_destination(lab)", "_hostport_destination(lab).split(':')[0]",
+                          '"controller"', '"the ingress controller"', '"ingress-nginx controller"', '"Controller pod"'),
+             wrongs=('"clusterip"', "_hostport_destination(lab).split(':')[0] + ':8080'", '"node"')),
     Exercise("05.owners", "Who writes CNI-HOSTPORT-DNAT, and who writes KUBE-NODEPORTS? (a dict chain -> owner)",
              '{"CNI-HOSTPORT-DNAT": "CNI portmap", "KUBE-NODEPORTS": "kube-proxy"}',
              '{"CNI-HOSTPORT-DNAT": "kube-proxy", "KUBE-NODEPORTS": "kube-proxy"}',
              _owner_map,
              same_mapping("chain owners", _h("the chain's prefix names its author: KUBE-* kube-proxy, CNI-* the "
-                                             "CNI plugin the container runtime called when the pod started"))),
+                                             "CNI plugin the container runtime called when the pod started"),
+                          synonyms=OWNER_SYNONYMS),
+             equivalents=('{"CNI-HOSTPORT-DNAT": "portmap", "KUBE-NODEPORTS": "kube proxy"}',
+                          '{"cni-hostport-dnat": "the CNI portmap plugin", "KUBE-NODEPORTS": "kubeproxy"}'),
+             wrongs=('{"CNI-HOSTPORT-DNAT": "kindnet", "KUBE-NODEPORTS": "kube-proxy"}',)),
     # 06 ingress
     Exercise("06.new_pods", "Apply an Ingress: how many new pods and listening sockets appear? "
              "(a dict with new_pods and new_sockets)",
              '{"new_pods": 0, "new_sockets": 0}', '{"new_pods": 1, "new_sockets": 1}',
              _probe_ingress,
-             lambda a, t, lab: _compare_counts(a, t)),
+             lambda a, t, lab: _compare_counts(a, t),
+             equivalents=('{"new_sockets": 0, "new_pods": 0}', '{"new_pods": 0.0, "new_sockets": 0}'),
+             wrongs=('{"new_pods": 0, "new_sockets": 1}',)),
     Exercise("06.kube_svc", "Does any KUBE-SVC-… counter move when a request comes in through the Ingress?",
              "False", "True",
              _kube_svc_moved_by_ingress,
              same_bool("KUBE-SVC counters moved", _h(
                  "ingress-nginx reads the Service's endpoints and proxies to pod IPs itself; the ClusterIP "
-                 "(and so KUBE-SVC-…) is skipped unless the Ingress asks for service-upstream"))),
+                 "(and so KUBE-SVC-…) is skipped unless the Ingress asks for service-upstream")),
+             wrongs=("True",)),
     Exercise("06.upstream", "To which kind of address does the controller send the request: \"pod ip\" or \"clusterip\"?",
              '"pod ip"', '"clusterip"',
              _upstream_kind,
              same_text("upstream address", _h("compare lab.ingress_routes()' upstreams with lab.get('endpoints')"),
-                       synonyms={"pod": "pod ip", "endpoint": "pod ip", "service": "clusterip"})),
+                       synonyms={"pod": "pod ip", "endpoint": "pod ip", "endpoints": "pod ip", "pod's ip": "pod ip",
+                                 "pod ips": "pod ip", "pod address": "pod ip", "service": "clusterip",
+                                 "cluster ip": "clusterip", "service ip": "clusterip"}),
+             equivalents=('"pod"', '"Pod IP"', '"the pod\'s IP"', '"endpoints"'), wrongs=('"ClusterIP"', '"node"')),
     # 07 control vs data plane
     Exercise("07.api_server", "Which ways in carry traffic through the API server? (a set of way names)",
              '{"port-forward"}', '{"port-forward", "ingress"}',
              _ways_using_api_server,
              same_set("ways through the API server", _h(
                  "the ingress controller *watches* the API server for configuration, but requests never pass "
-                 "through it"), synonyms=WAY_SYNONYMS)),
+                 "through it"), synonyms=WAY_SYNONYMS),
+             equivalents=('["port forward"]', '"port-forward"', '{"kubectl port-forward"}', '{"PortForward"}'),
+             wrongs=('set()',)),
     Exercise("07.api_down", "If the API server stops, which ways keep working for connections made now? "
              "(a set of way names; on sim this is predicted from each path's components)",
              '{"clusterip", "nodeport", "hostport", "ingress"}', '{"port-forward"}',
              _ways_surviving_api_down,
              same_set("ways that survive", _h(
                  "rules already in the kernel and the controller's loaded nginx.conf stay; only new changes "
-                 "(scaling, new Ingresses) stop arriving"), synonyms=WAY_SYNONYMS)),
+                 "(scaling, new Ingresses) stop arriving"), synonyms=WAY_SYNONYMS),
+             equivalents=('["ClusterIP", "NodePort", "hostPort", "Ingress"]', '{"cluster ip", "node port", "host port", "ingress"}'),
+             wrongs=('{"clusterip", "nodeport", "ingress"}',)),
     # 08 clean-up
     Exercise("08.proxy_mode", "In which mode does kube-proxy run in this lab: \"iptables\" or \"nftables\"?",
              '"iptables"', '"nftables"',
              _proxy_mode,
              same_text("kube-proxy mode", _h("the KUBE-SERVICES chain in iptables' nat table is the iptables mode's "
                                              "signature; in nftables mode the rules live in the nft table "
-                                             "`kube-proxy` instead"))),
+                                             "`kube-proxy` instead"), synonyms={"iptables mode": "iptables"}),
+             equivalents=('"IPTables"', '"iptables mode"'), wrongs=('"ipvs"',)),
     Exercise("08.replacement", "ingress-nginx is retired: which Kubernetes API does SIG Network recommend moving to?",
              '"Gateway API"', '"NodePort"',
              lambda lab: "gateway api",
              same_text("successor", _h("NodePort and LoadBalancer are ways in, not a replacement for HTTP routing; "
                                        "the successor is an API with Gateway and HTTPRoute objects"),
-                       synonyms={"gateway": "gateway api", "gatewayapi": "gateway api"})),
+                       synonyms={"gateway": "gateway api", "gatewayapi": "gateway api", "gateway-api": "gateway api",
+                                 "kubernetes gateway api": "gateway api", "gateway apis": "gateway api"}),
+             equivalents=('"gateway"', '"the Gateway API"', '"Gateway-API"'), wrongs=('"Ingress"', '"LoadBalancer"')),
 ]
+
+
+def _cascade_hints(n: int) -> list[str]:
+    """Why kube-proxy writes 1/n, 1/(n-1), ..., 1 for n endpoints (n: the lab's count now)."""
+    if n < 2:
+        return [f"with {n} endpoint(s) there is no choice to make: one rule, no --probability"]
+    shares = ", ".join(f"1/{n - i}" for i in range(n - 1)) + ", then 1"
+    return [f"with {n} endpoints the rules read {shares}: rules are tried in order and each sees only what "
+            f"the earlier ones let through, so every endpoint ends up with 1/{n}",
+            "read the `probability` column of the KUBE-SVC rows of lab.iptables().rules"]
 
 
 def _mark_of(lab, chain: str) -> str:
@@ -692,10 +817,17 @@ def solution(exercise: str) -> str:
 
 def evaluate_solution(exercise: str, lab, namespace: dict | None = None):
     """The solution's value, evaluated with ``lab`` (and ``yaml``) in scope."""
+    return evaluate(BANK[exercise].solution, lab, namespace)
+
+
+def evaluate(expression: str, lab, namespace: dict | None = None):
+    """One of the bank's answer expressions (a solution, an equivalent, a wrong one), with ``lab``,
+    ``yaml``, ``Fraction`` and this module's readers in scope."""
     import yaml
-    scope = {"lab": lab, "yaml": yaml}
+    scope = dict(globals())
+    scope.update({"lab": lab, "yaml": yaml})
     scope.update(namespace or {})
-    return eval(BANK[exercise].solution, scope)  # noqa: S307  (our own bank, not user input)
+    return eval(expression, scope)  # noqa: S307  (our own bank, not user input)
 
 
 def exercises_for(notebook: str) -> list[Exercise]:

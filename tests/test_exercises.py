@@ -53,6 +53,62 @@ def test_wrong_answer_gets_a_hint(ex_id, labs):
     assert "hint:" in result.text()
 
 
+EQUIVALENTS = [(e.id, x) for e in BANK.values() for x in e.equivalents]
+WRONGS = [(e.id, x) for e in BANK.values() for x in e.wrongs]
+
+
+def test_every_exercise_has_a_table_of_answers():
+    for e in BANK.values():
+        assert e.equivalents or e.id in ("00.live", "06.kube_svc"), f"{e.id}: no equivalent answers listed"
+        assert e.wrongs or e.id == "00.live", f"{e.id}: no wrong answers listed"
+
+
+@pytest.mark.parametrize("ex_id,expression", EQUIVALENTS)
+def test_an_equivalent_right_answer_is_accepted(ex_id, expression, labs):
+    lab = labs(BANK[ex_id].notebook)
+    result = check(ex_id, exercises.evaluate(expression, lab), lab)
+    assert result.ok is True, f"{expression!r}: " + result.text()
+
+
+@pytest.mark.parametrize("ex_id,expression", WRONGS)
+def test_a_listed_wrong_answer_is_refused_with_a_hint(ex_id, expression, labs):
+    lab = labs(BANK[ex_id].notebook)
+    result = check(ex_id, exercises.evaluate(expression, lab), lab)
+    assert result.ok is False and result.hints, f"{expression!r}: " + result.text()
+
+
+def test_the_issue_examples():
+    """The answers a learner gave that were marked wrong (issue 13), on a lab in notebook 05's state."""
+    from k8slab.lab import Lab
+    lab = Lab(backend="sim", quiet=True)
+    prepare(lab, "05")
+    dest = exercises._hostport_destination(lab)
+    assert ":" in dest
+    assert check("05.hostport", dest, lab).ok                       # "10.244.0.7:80"
+    assert check("05.owners", {"CNI-HOSTPORT-DNAT": "portmap", "KUBE-NODEPORTS": "kube-proxy"}, lab).ok
+    lab2 = Lab(backend="sim", quiet=True)
+    prepare(lab2, "02")
+    assert check("02.components", ["client", "kubectl", "API server", "kubelet", "container runtime", "app"], lab2).ok
+
+
+def test_the_probability_hint_follows_the_replica_count():
+    from k8slab.lab import Lab
+    lab = Lab(backend="sim", quiet=True)
+    prepare(lab, "03")
+    lab.scale("url-shortener", 4)
+    result = check("03.probabilities", [1 / 3, 1 / 2, 1], lab)
+    assert result.ok is False
+    text = result.text()
+    assert "4 endpoints" in text and "1/4, 1/3, 1/2, then 1" in text and "1/3 each" not in text
+    assert "statistic column" not in text and "probability` column" in text
+    assert check("03.probabilities", [1 / 4, 1 / 3, 1 / 2, 1], lab).ok
+
+
+def test_the_nodeport_client_hint_explains_masquerade(labs):
+    result = check("04.client_ip", "host", labs("04"))
+    assert not result.ok and "interface the packet leaves by" in result.text()
+
+
 def test_no_prediction_yet_is_not_a_failure(labs):
     result = check("03.probabilities", ..., labs("03"))
     assert result.ok is None and "no prediction yet" in result.text()
