@@ -171,6 +171,6 @@ def _no_index() -> None:
 def index_for(ruleset: Ruleset) -> Index:
     views = ruleset._views
     idx = views.get("tracer")
-    if idx is None or idx.ruleset is not ruleset:
+    if not isinstance(idx, Index) or idx.ruleset is not ruleset:     # (a reloaded module's too)
         idx = views["tracer"] = Index(ruleset)
     return idx
