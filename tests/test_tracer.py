@@ -910,3 +910,15 @@ def test_text_shows_merged_outcomes():
     text = t.text()
     assert f"({len(t.paths)} paths end this way; the hops of one, where assumed false: in-interface docker0" in text
     assert t.frame()["conditions"].tolist() == [""]
+
+
+def test_made_on_the_node_without_local_ips_outputs_with_the_right_interface():
+    # from 127.0.0.1 (always local) to an address nobody said is local: if it is the node's own, the
+    # packet is routed to lo before OUTPUT, so OUTPUT's "-o lo" already sees it
+    rs = ruleset({"filter": {"OUTPUT": ("ACCEPT", [R("DROP", o="lo")])}})
+    t = trace(rs, Packet("127.0.0.1", "192.168.9.9", 80), NodeContext(routes=(("default", "eth0"),)))
+    fact = "192.168.9.9 is an address of this node"
+    assert [(o.verdict, o.conditions) for o in t.outcomes] == [
+        ("ACCEPT", [f"assumed false: {fact}"]), ("DROP", [f"assumed true: {fact}"])]
+    check_worlds(t)
+    check_against_paths(t)

@@ -16,12 +16,11 @@ import ipaddress
 from fractions import Fraction
 from typing import Any, Callable
 
-from .packet import PROTOCOLS, fixed_point_probability
 from ..rules import Addr, Match, Option, Rule
+from .packet import MARK_MAX, PROTOCOLS, fixed_point_probability
 
 _PROTO_NUMBERS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58,
                   "esp": 50, "ah": 51, "gre": 47, "udplite": 136, "mh": 135, "dccp": 33}
-MARK_MAX = 0xFFFFFFFF
 
 IN_HOOKS = frozenset({"PREROUTING", "INPUT", "FORWARD"})
 OUT_HOOKS = frozenset({"FORWARD", "OUTPUT", "POSTROUTING"})

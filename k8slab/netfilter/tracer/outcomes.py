@@ -83,10 +83,6 @@ class Outcome:
         return all(world.get(fact, False) == value for fact, value in self.assumptions)
 
     @property
-    def effect(self) -> tuple:
-        return (self.verdict, self.destination, self.masquerade, self.source, self.marked)
-
-    @property
     def reached_mark_masq(self) -> bool:
         """Whether the packet passed through kube-proxy's KUBE-MARK-MASQ chain."""
         return any(h.chain == "KUBE-MARK-MASQ" for h in self.hops)

@@ -163,9 +163,22 @@ class Walker:
         st.hook = st.table = ""
         if self.local(st.src_ip):
             # Made on the node: no input interface; routed before OUTPUT (lo if it is for the node).
-            st.in_if = None
-            st.out_if = self.out_dev(st)
+            st.in_if = st.out_if = None
             st.steps = tuple(("OUTPUT", t) for t in _OUTPUT) + (("route-out", ""),)
+            st.step = 0
+            if self.local(st.dst_ip) is None:
+                # no local IPs given: whether the destination is the node's own decides the
+                # interface OUTPUT already sees; a copy assuming it is waits on ``pending``
+                fact = local_fact(st.dst_ip)
+                fork = st.copy()
+                fork.facts[fact] = True
+                fork.assumed.append((fact, True))
+                fork.out_if = self.out_dev(fork)
+                self.pending.append(fork)
+                st.facts[fact] = False
+                st.assumed.append((fact, False))
+            st.out_if = self.out_dev(st)
+            return st
         else:
             st.in_if = packet.in_interface
             if st.in_if is None and self.routes:
