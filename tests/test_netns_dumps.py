@@ -1,9 +1,10 @@
 """Real kernel output captured from the netns backend (``tests/data/netns/*.rules``), parsed.
 
-The dumps were written by ``sudo python benchmarks/netns.py --capture tests/data/netns`` (lab name
-``k8s-bench``) after one request each way in: port-forward, ClusterIP from a pod, NodePort, hostPort
-via the node IP and via 127.0.0.1:8080. They are ``iptables-save -c`` of the node namespace and of
-the host namespace, as iptables 1.8.9 (nf_tables) printed them. No root needed here.
+The dumps were written by ``sudo python benchmarks/netns.py --name k8s-tr-capture --rounds 1 --capture
+tests/data/netns`` after one request each way in: port-forward, ClusterIP from a pod, NodePort,
+hostPort via the node IP and via 127.0.0.1:8080. They are ``iptables-save -c`` of the node namespace
+and of the host namespace, as iptables 1.8.9 (nf_tables) printed them. The lab name matters: the
+model derives Docker's embedded-DNS ports from the node's name. No root needed here.
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ import yaml
 from conftest import ROOT
 
 DATA = Path(__file__).parent / "data" / "netns"
-LAB = "k8s-bench"
+LAB = "k8s-tr-capture"
 NODE = f"{LAB}-control-plane"
-RECAPTURE = "re-capture with: sudo python benchmarks/netns.py --capture tests/data/netns"
+RECAPTURE = f"re-capture with: sudo python benchmarks/netns.py --name {LAB} --rounds 1 --capture tests/data/netns"
 
 
 @pytest.fixture(scope="module")
