@@ -141,3 +141,17 @@ def test_from_a_pod_one_outcome_per_endpoint(shared_fixtures, name):
         assert sum(o.probability for o in t.outcomes) == 1
         assert {o.nominal for o in t.outcomes} == {Fraction(1, len(eps))}
         assert all(o.verdict == "ACCEPT" for o in t.outcomes)
+
+
+@pytest.mark.shared
+def test_an_excerpt_says_what_was_inferred(shared_fixtures):
+    """Dump 08 is ``iptables-save | grep HOSTPORT``: no table line, the CNI-DN chain never declared.
+    The trace carries the parser's warnings word for word (what ``k8slab rules`` prints)."""
+    name = "08-kind-2019-cilium-portmap-HOSTPORT-grep-excerpt.rules"
+    if name not in DUMPS:
+        pytest.skip(f"{name} is not among the shared dumps")
+    rs = parser.parse_file(DUMPS[name])
+    assert any("assumed '*nat'" in w for w in rs.warnings) and any("never declared" in w for w in rs.warnings)
+    t = trace(rs, Packet("172.17.0.1", "172.17.0.2", 80), NodeContext(frozenset({"172.17.0.2"})))
+    assert t.warnings == rs.warnings
+    check_worlds(t)
