@@ -100,6 +100,15 @@ def _docs(path):
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
+def test_the_pinned_checksum_is_upstreams(shared_fixtures, tmp_path):
+    """k8slab pins the sha256 of the file the URL serves: the byte-for-byte upstream copy's."""
+    upstream = shared_fixtures / UPSTREAM
+    assert ing.SHA256 == UPSTREAM_SHA256 == hashlib.sha256(upstream.read_bytes()).hexdigest()
+    src = ing.manifest(ROOT, cache=tmp_path, offline=False,
+                       fetch=lambda url, timeout: upstream.read_text(encoding="utf-8"))
+    assert src.verified and src.sha256 == UPSTREAM_SHA256
+
+
 def test_the_repo_copy_is_upstreams_kind_manifest_object_for_object(shared_fixtures):
     upstream = shared_fixtures / UPSTREAM
     assert hashlib.sha256(upstream.read_bytes()).hexdigest() == UPSTREAM_SHA256
