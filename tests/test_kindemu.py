@@ -32,9 +32,10 @@ def root_untouched():
     skip_unless_root(*TOOLS)
     from k8slab.backends.netns import root_netns_snapshot
     before = root_netns_snapshot()
+    others = set(netns())                     # another emulator run (a course) may be going on
     yield
     assert root_netns_snapshot() == before
-    assert not [n for n in netns() if n.startswith(("k8s-machine-", CLUSTER))]
+    assert not [n for n in netns() if n.startswith(("k8s-machine-", CLUSTER)) and n not in others]
     assert not emu_processes()
 
 
@@ -170,6 +171,17 @@ def test_cluster_commands_print_what_the_real_tools_print(tmp_path):
               - {name: never, image: "k8slab/never:0.1.0", imagePullPolicy: IfNotPresent}
         """)
     (tmp_path / "never.yaml").write_text(never)
+    dep = lambda n: ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\n"  # noqa: E731
+                     f"spec:\n  replicas: {n}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n"
+                     "    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: busybox:1.36}]}\n")
+    (tmp_path / "web2.yaml").write_text(dep(2))
+    (tmp_path / "web3.yaml").write_text(dep(3))
+    (tmp_path / "extra.yaml").write_text(
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: once, namespace: default}\n"
+        "spec: {ttlSecondsAfterFinished: 0, template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox:1.36}]}}}\n"
+        "---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: kept, namespace: default}\n"
+        "spec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox:1.36}]}}}\n"
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: default}\ndata: {a: b}\n")
     (tmp_path / "svc.yaml").write_text("apiVersion: v1\nkind: Service\nmetadata: {name: gone, namespace: default}\n"
                                        "spec: {ports: [{port: 80}]}\n")
     s = emulate(f"""
@@ -203,6 +215,12 @@ def test_cluster_commands_print_what_the_real_tools_print(tmp_path):
         step podcurl kubectl exec deploy/url-shortener -- curl -s -m 5 http://$ip/whoami
         app=$(kubectl get pods -l app=url-shortener -o jsonpath='{{.items[0].metadata.name}}')
         step otherns kubectl get pod $app -n kube-system -o json
+        stepin alice {tmp_path}/web2.yaml kubectl apply --server-side --field-manager=alice -f -
+        stepin bob {tmp_path}/web3.yaml kubectl apply --server-side --field-manager=bob -f -
+        stepin bobforce {tmp_path}/web3.yaml kubectl apply --server-side --field-manager=bob --force-conflicts -f -
+        stepin extra {tmp_path}/extra.yaml kubectl apply --server-side -f -
+        step jobs kubectl get jobs -o json
+        step cms kubectl get configmaps -o json
         step scale kubectl scale deployment/url-shortener --replicas=3
         step rollout3 kubectl rollout status deployment/url-shortener --timeout=30s
         kubectl port-forward svc/url-shortener 18080:80 >{tmp_path}/pf.out 2>{tmp_path}/pf.err &
@@ -278,6 +296,18 @@ def test_cluster_commands_print_what_the_real_tools_print(tmp_path):
     app_name = s["otherns"]["err"].split('"')[1] if s["otherns"]["err"] else ""
     assert s["otherns"] == {"out": "", "rc": 1, "err": f'Error from server (NotFound): pods "{app_name}" not found\n'}
     assert app_name.startswith("url-shortener-")
+    # k4b: another Apply manager's field with another value (no " using <APIVERSION>" for an Apply manager)
+    assert s["alice"]["rc"] == 0
+    assert s["bob"]["rc"] == 1 and s["bob"]["out"] == ""
+    assert s["bob"]["err"].startswith('error: Apply failed with 1 conflict: conflict with "alice": .spec.replicas\n'
+                                      "Please review the fields above--they currently have other managers. Here\n")
+    assert s["bob"]["err"].endswith("See https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts\n")
+    assert s["bobforce"] == {"out": "deployment.apps/web serverside-applied\n", "err": "", "rc": 0}
+    # objects the model does not simulate are stored; a Job completes, and ttlSecondsAfterFinished: 0 removes it
+    assert s["extra"]["out"] == "job.batch/once serverside-applied\njob.batch/kept serverside-applied\nconfigmap/settings serverside-applied\n"
+    jobs = json.loads(s["jobs"]["out"])["items"]
+    assert [j["metadata"]["name"] for j in jobs] == ["kept"] and jobs[0]["status"]["succeeded"] == 1
+    assert [c["metadata"]["name"] for c in json.loads(s["cms"]["out"])["items"]] == ["settings"]
     assert s["scale"]["out"] == "deployment.apps/url-shortener scaled\n"
     assert s["rollout3"]["rc"] == 0
     # k5a: both loopback listeners, the resolved container port 8080, one line per connection, SIGINT -> 0

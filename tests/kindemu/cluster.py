@@ -172,6 +172,7 @@ class EmuCluster:
         self.config_path: Path | None = None
         self.created = time.time()
         self.node_image = c.DEFAULT_NODE_IMAGE
+        self.managed: dict[tuple, dict[str, dict]] = {}      # object -> manager -> {field path: value}
 
     # ------------------------------------------------------------------ create / delete
     def create(self, config_path: Path | None, kubeconfig: str | None, wait: str | None, o: Out) -> int:
@@ -779,6 +780,7 @@ class EmuCluster:
         force = take(rest, "--force-conflicts", flag=True)
         docs = self._docs(files, stdin, cwd)
         lines = []
+        errors = []
         with self.lock:
             objs = []
             for d, _src in docs:
@@ -787,6 +789,11 @@ class EmuCluster:
                 meta = d.setdefault("metadata", {})
                 if (info is None or info[3]) and not meta.get("namespace"):
                     meta["namespace"] = ns or "default"
+                if server_side:
+                    conflict = self._claim_fields(d, manager, bool(force))
+                    if conflict:
+                        errors.append(conflict)
+                        continue
                 objs.append(d)
             try:
                 names = self.backend.apply(objs)
@@ -802,7 +809,50 @@ class EmuCluster:
                     lines.append(f"{kname} configured\n")
         self.refresh()
         o.out("".join(lines))
-        return 0
+        if len(errors) == 1:
+            o.err("error: " + errors[0])
+        elif errors:
+            o.err("".join(errors))          # an aggregate: no "error: " prefix (yaml k4b notes)
+        return 1 if errors else 0
+
+    def _claim_fields(self, obj: dict, manager: str, force: bool) -> str | None:
+        """Server-side apply's field ownership, for Apply managers: a field another manager set to a
+        different value is a conflict unless --force-conflicts (then it changes hands). Message:
+        apimachinery pkg/util/managedfields/internal/conflict.go and kubectl apply.go (yaml k4b)."""
+        key = (obj["kind"], obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+        owners = self.managed.setdefault(key, {})
+        mine = dict(leaf_fields(obj))
+        clashes: dict[str, list[str]] = {}
+        for other, fields in owners.items():
+            if other == manager:
+                continue
+            for path, value in fields.items():
+                if path in mine and mine[path] != value:
+                    clashes.setdefault(other, []).append(path)
+        if clashes and not force:
+            n = sum(len(v) for v in clashes.values())
+            if n == 1:
+                (who, paths), = clashes.items()
+                head = f'Apply failed with 1 conflict: conflict with "{who}": {paths[0]}'
+            else:
+                parts = [f'conflicts with "{who}":\n' + "".join(f"- {p}\n" for p in paths) for who, paths in clashes.items()]
+                head = f"Apply failed with {n} conflicts: " + "".join(parts).rstrip("\n")
+            return (head + "\nPlease review the fields above--they currently have other managers. Here\n"
+                    "are the ways you can resolve this warning:\n"
+                    "* If you intend to manage all of these fields, please re-run the apply\n"
+                    "  command with the `--force-conflicts` flag.\n"
+                    "* If you do not intend to manage all of the fields, please edit your\n"
+                    "  manifest to remove references to the fields that should keep their\n"
+                    "  current managers.\n"
+                    "* You may co-own fields by updating your manifest to match the existing\n"
+                    "  value; in this case, you'll become the manager if the other manager(s)\n"
+                    "  stop managing the field (remove it from their configuration).\n"
+                    "See https://kubernetes.io/docs/reference/using-api/server-side-apply/#conflicts\n")
+        for who, paths in clashes.items():
+            for p in paths:
+                owners[who].pop(p, None)
+        owners[manager] = mine
+        return None
 
     def _ttl_jobs(self) -> None:
         """Jobs complete at once (nothing to run) and, with ttlSecondsAfterFinished: 0, the TTL
@@ -814,6 +864,7 @@ class EmuCluster:
 
     def _delete_one(self, kind: str, name: str, ns: str) -> bool:
         info = BY_KIND[kind]
+        self.managed.pop((kind, ns if info[3] else "", name), None)
         if kind in MODEL_KINDS:
             try:
                 self.backend.delete(kind, name, ns if info[3] else "default")
@@ -1366,6 +1417,23 @@ def _uid(key) -> str:
 
 def _cid(key, container: str) -> str:
     return hashlib.sha256(("container/" + "/".join(key) + "/" + container).encode()).hexdigest()
+
+
+def leaf_fields(obj, path: str = ""):
+    """(field path, value) of every leaf an applied object sets, in SSA's path form:
+    ``.spec.replicas``, ``.spec.template.spec.containers[name="app"].image``."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if path == "" and k in ("apiVersion", "kind"):
+                continue
+            if path == ".metadata" and k in ("name", "namespace"):
+                continue
+            yield from leaf_fields(v, f"{path}.{k}")
+    elif isinstance(obj, list) and obj and all(isinstance(i, dict) and "name" in i for i in obj):
+        for i in obj:
+            yield from leaf_fields({k: v for k, v in i.items() if k != "name"}, f'{path}[name="{i["name"]}"]')
+    else:
+        yield path, json.dumps(obj, sort_keys=True)
 
 
 def _list(items: list[dict]) -> dict:
