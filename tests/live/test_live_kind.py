@@ -101,3 +101,14 @@ def test_record_and_replay(backend, tmp_path):
     assert rec.nodes and rec.iptables_save(rec.nodes[0].name)
     replay = Lab(backend="sim", replay=tmp_path / "run", quiet=True)
     assert not replay.live and manifest
+
+
+def test_selftest_every_way_in_agrees_with_the_tracer(backend, tmp_path):
+    """What an instructor runs before a class: every way in answers as this cluster's rules predict."""
+    from k8slab import Lab, selftest
+    lab = Lab(backend="kind", name=backend.name, root=ROOT)
+    selftest.prepare(lab)
+    checks = selftest.run(lab)
+    assert all(c.agrees for c in checks), selftest.frame(checks).to_string()
+    selftest.record(lab, tmp_path / "rec")
+    assert any((tmp_path / "rec").iterdir())
