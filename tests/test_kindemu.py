@@ -377,6 +377,10 @@ out["pod"] = resp(lab.request(f"http://{ip}/whoami", from_="pod"))
 pf = lab.port_forward("svc/url-shortener", 18080, 80)
 out["pf"] = resp(lab.request("http://127.0.0.1:18080/whoami"))
 out["pods"] = lab.get("pods")["name"].tolist()
+app = next(p for p in out["pods"] if p.startswith("url-shortener-"))
+# crictl pods --name / inspectp (the pause pid) / nsenter -t PID -n ss, as KindBackend.sockets runs them
+out["pod_sockets"] = lab.sockets(pod=app)["local"].tolist()
+out["nginx_conf"] = "server_name shortener.localtest.me" in lab.ingress_config()
 out["rules"] = int(lab.iptables().rules.shape[0])
 lab.down()
 print("RESULT " + json.dumps(out))
@@ -400,6 +404,8 @@ def test_kind_backend_through_the_emulator(tmp_path, mode):
     assert out["pf"]["status"] == 200 and out["pf"]["client_ip"] == "127.0.0.1"
     assert any(p.startswith("ingress-nginx-controller-") for p in out["pods"])
     assert out["rules"] > 50
+    assert any(a.endswith(":8080") for a in out["pod_sockets"]), out["pod_sockets"]
+    assert out["nginx_conf"]
     assert out["node"]["status"] == 200, out["node"]
     assert out["pod"]["status"] == 200, out["pod"]
 
