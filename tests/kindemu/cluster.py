@@ -173,6 +173,7 @@ class EmuCluster:
         self.created = time.time()
         self.node_image = c.DEFAULT_NODE_IMAGE
         self.managed: dict[tuple, dict[str, dict]] = {}      # object -> manager -> {field path: value}
+        self.confirmed: set[tuple[str, str]] = set()          # pods whose process answered a probe
 
     # ------------------------------------------------------------------ create / delete
     def create(self, config_path: Path | None, kubeconfig: str | None, wait: str | None, o: Out) -> int:
@@ -489,15 +490,18 @@ class EmuCluster:
             self.write_zone()
 
     def _probe(self, pnet) -> bool:
-        if pnet.role == "app":
-            if pnet.proc is None or not pnet.proc.alive:
-                return False
-            return self.backend._probe(pnet, "/healthz")
-        if pnet.role == "controller":
-            if pnet.proc is None or not pnet.proc.alive:
-                return False
-            return self.backend._probe(pnet, None)
-        return True
+        key = (pnet.namespace, pnet.name)
+        if pnet.role not in ("app", "controller"):
+            return True
+        if pnet.proc is None or not pnet.proc.alive:
+            self.confirmed.discard(key)
+            return False
+        if key in self.confirmed:
+            return True                  # probed Ready once: stays Ready while its process runs
+        ok = self.backend._probe(pnet, "/healthz" if pnet.role == "app" else None)
+        if ok:
+            self.confirmed.add(key)
+        return ok
 
     # ------------------------------------------------------------------ objects as the API shows them
     def _other(self) -> dict:
@@ -795,18 +799,20 @@ class EmuCluster:
                         errors.append(conflict)
                         continue
                 objs.append(d)
+            existed = [self._exists(d) for d in objs]
             try:
                 names = self.backend.apply(objs)
             except (K8sLabError, ValueError) as exc:
                 o.err(f"error: {exc}\n")
                 return 1
             self._ttl_jobs()
-            for obj, n in zip(objs, names):
+            for obj, n, was in zip(objs, names, existed):
                 kname = kind_group(obj["kind"]) + "/" + obj["metadata"]["name"]
                 if server_side:
                     lines.append(f"{kname} serverside-applied\n")      # yaml k4a-apply-server-side-ok
                 else:
-                    lines.append(f"{kname} configured\n")
+                    # client-side apply (kubectl apply.go): "created" / "configured"
+                    lines.append(f"{kname} {'configured' if was else 'created'}\n")
         self.refresh()
         o.out("".join(lines))
         if len(errors) == 1:
@@ -853,6 +859,16 @@ class EmuCluster:
                 owners[who].pop(p, None)
         owners[manager] = mine
         return None
+
+    def _exists(self, d: dict) -> bool:
+        kind, meta = d.get("kind", ""), d.get("metadata") or {}
+        if kind in MODEL_KINDS:
+            info = BY_KIND[kind]
+            return any(i["metadata"]["name"] == meta.get("name") and
+                       (not info[3] or i["metadata"].get("namespace") == meta.get("namespace"))
+                       for i in self.backend.model().to_dicts(kind))
+        return (kind, meta.get("namespace", "") if BY_KIND.get(kind, (0, 0, 0, True))[3] else "",
+                meta.get("name")) in self._other()
 
     def _ttl_jobs(self) -> None:
         """Jobs complete at once (nothing to run) and, with ttlSecondsAfterFinished: 0, the TTL

@@ -429,9 +429,9 @@ def docker_build(args: list[str], cwd: str, env: dict, o: Out) -> int:
     if any("type=provenance" in a or "type=sbom" in a for a in attests):
         attested = True
     if mode() != "desktop" and attested:
-        # Classic store: the `docker` driver's exporter cannot store an image index
-        # (docker/buildx#1714; BuildKit "docker exporter does not currently support exporting manifest lists").
-        o.err("ERROR: failed to build: docker exporter does not currently support exporting manifest lists\n")
+        # Classic store: buildx refuses attestations on the `docker` driver before building (docker/buildx
+        # build/build.go driver feature check; the classic store cannot hold an image index, buildx#1714)
+        o.err("ERROR: failed to build: Attestation is not supported for the docker driver.\n")
         return 1
     digest = context_digest(d)
     # With the containerd store the ID docker prints is the index/manifest digest; an attestation
