@@ -350,6 +350,32 @@ def test_kind_create_with_the_host_port_taken(tmp_path):
     assert s["clusters"]["err"] == "No kind clusters found.\n"
 
 
+def test_a_second_machine_cannot_take_a_running_clusters_name(tmp_path):
+    """Two emulated machines share the kernel's namespace names: the second `kind create` of a name in
+    use fails and leaves the first cluster intact."""
+    ready, done = tmp_path / "ready", tmp_path / "done"
+    first = subprocess.Popen([str(RUN), "--", "bash", "-c", textwrap.dedent(f"""
+        cd {ROOT}
+        kind create cluster --name {CLUSTER} --kubeconfig {tmp_path}/kc1 >/dev/null 2>&1 && touch {ready}
+        for i in $(seq 600); do [ -e {done} ] && break; sleep 0.05; done
+        kubectl --kubeconfig {tmp_path}/kc1 get nodes -o name >{tmp_path}/after.out
+        """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):
+            if ready.exists() or first.poll() is not None:
+                break
+            import time
+            time.sleep(0.05)
+        assert ready.exists(), first.communicate()[1][-2000:] if first.poll() is not None else "no cluster"
+        s = emulate(f"step create kind create cluster --name {CLUSTER} --kubeconfig {tmp_path}/kc2\n", tmp_path)
+        assert s["create"]["rc"] == 1 and "ERROR: failed to create cluster:" in s["create"]["err"]
+        assert f"{CLUSTER}-control-plane" in netns()
+    finally:
+        done.touch()
+        first.wait(timeout=120)
+    assert (tmp_path / "after.out").read_text() == f"node/{CLUSTER}-control-plane\n"
+
+
 FLOW = """
 import json, sys
 from k8slab.backends.kind import KindBackend

@@ -78,6 +78,9 @@ def start_daemon(name: str) -> None:
 
 
 def main(tool: str, argv: list[str]) -> int:
+    if os.environ.get("K8SLAB_EMU_LOG"):          # every call, for reading what a caller runs
+        with open(os.environ["K8SLAB_EMU_LOG"], "a") as f:
+            f.write(json.dumps({"tool": tool, "argv": argv}) + "\n")
     o = Out.std()
     cwd = os.getcwd()
     env = {k: os.environ[k] for k in ENV_KEYS if k in os.environ}

@@ -203,13 +203,21 @@ class EmuCluster:
         self.backend = EmuNetns(self.name, root=self.root, progress=Progress(quiet=True), host_netns=host_ns,
                                 image_ok=self.image_ok, zone=self.zone)
         try:
+            # NetnsBackend.up refuses a lab name another live process owns and removes what it made
+            # itself when it fails: never call down() for it here (that would remove the other lab).
             self.backend.up(tmp_cfg)
-            self.write_zone()
-            self._node_dns()
         except BaseException as exc:  # noqa: BLE001 - reported like kind reports a failed step
             o.err(" ✗ Preparing nodes " + "📦 " * len(nodes) + "\n")
             o.err(f"ERROR: failed to create cluster: {exc}\n")
+            self.backend = None
+            return 1
+        try:
+            self.write_zone()
+            self._node_dns()
+        except BaseException as exc:  # noqa: BLE001
+            o.err(f"ERROR: failed to create cluster: {exc}\n")
             self.backend.down()
+            self.backend = None
             return 1
         if self.mode == "desktop" and self.machine_ns:
             self._desktop_port_relays()
@@ -366,8 +374,9 @@ class EmuCluster:
         for proc in self.desktop_relays:
             pl.stop(self.name, proc)
         self.desktop_relays.clear()
-        if self.backend is not None:
-            self.backend.down()
+        if self.backend is None:             # never came up (or the lab name belongs to another process)
+            return
+        self.backend.down()
         for d in ETC_NETNS.glob(f"{self.name}-*") if ETC_NETNS.is_dir() else []:
             shutil.rmtree(d, ignore_errors=True)
         if ETC_NETNS.is_dir() and not any(ETC_NETNS.iterdir()):
