@@ -3,6 +3,7 @@
 #   ./run.sh course [OPTIONS]   set up .venv and run the whole course headless on the default backend
 #                               (kind where Docker and kind work, else sim); writes build/course/
 #   ./run.sh test [PYTEST ARGS] set up .venv and run the tests
+#   ./run.sh setup              only set up .venv
 # Any other first word runs that k8slab subcommand inside the venv (./run.sh lab, ./run.sh doctor, ...).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -32,6 +33,9 @@ cmd=${1:-course}
 [ $# -gt 0 ] && shift
 setup
 case "$cmd" in
+  setup)
+    exit 0      # .venv is ready
+    ;;
   test)
     set +e
     "$VENV/bin/python" -m pytest "$@"
