@@ -112,6 +112,17 @@ def test_busy_port_from_docker_and_kubectl_errors():
     assert k.busy_port_in("everything fine") is None
 
 
+def test_busy_port_in_docker_28_and_29_texts():
+    """dockerd 28 and 29 word a port another process holds differently (real-cli-behaviours.yaml d12;
+    moby drivers/bridge/port_mapping_linux.go in 28, portallocator/osallocator_linux.go in 29)."""
+    d28 = ("docker: Error response from daemon: failed to set up container networking: failed to bind host port "
+           "for 0.0.0.0:8080:172.18.0.2:80/tcp: address already in use")
+    d29 = ("docker: Error response from daemon: failed to set up container networking: failed to bind host port "
+           "0.0.0.0:8080/tcp: address already in use")
+    assert k.busy_port_in(d28) == 8080 and k.busy_port_in(d29) == 8080
+    assert k.busy_port_in("failed to bind host port [::]:8443/tcp: address already in use") == 8443
+
+
 def test_conntrack_plain_and_extended():
     entries = k.parse_conntrack(_fakecore.CONNTRACK)
     assert len(entries) == 3

@@ -188,8 +188,15 @@ def config_differences(want: KindConfig, image: str, mappings: Iterable[PortMapp
     return diffs
 
 
+# How dockerd words a taken host port (../shared/notes/real-cli-behaviours.yaml d12): its port allocator
+# for a port another container holds (libnetwork/portallocator, all versions), then a port another
+# process holds: "Error starting userland proxy: listen tcp4 ...: bind: ..." (Docker 24-27,
+# portmapper/proxy_linux.go), "failed to bind host port for HOSTIP:PORT:CONTAINERIP:CPORT/tcp: ..."
+# (Docker 28, drivers/bridge/port_mapping_linux.go), "failed to bind host port HOSTIP:PORT/tcp: ..."
+# (Docker 29, portallocator/osallocator_linux.go), and Docker Desktop's "Ports are not available".
 _BIND_ERRORS = (
     re.compile(r"Bind for (?:[\d.:\[\]a-f]*?):(\d+) failed: port is already allocated"),
+    re.compile(r"failed to bind host port (?:for )?(?:\[[0-9a-f:]*\]|[\d.]+):(\d+)[:/]"),
     re.compile(r"listen tcp[46]? [\d.\[\]:a-f]*?:(\d+): bind: address already in use"),
     re.compile(r"[Pp]orts? (\d+) (?:is )?already in use"),
 )
