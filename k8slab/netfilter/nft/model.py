@@ -140,3 +140,14 @@ def parse_priority(text: str, where: str = "") -> int:
     base = STD_PRIOS[m.group(1)]
     off = int(m.group(3) or 0)
     return base + off if m.group(2) != "-" else base - off
+
+
+def _frames():
+    from . import views
+    return views
+
+
+NftRuleset.rules_frame = property(lambda self: _frames().rules_frame(self))      # type: ignore[attr-defined]
+NftRuleset.chains_frame = property(lambda self: _frames().chains_frame(self))    # type: ignore[attr-defined]
+NftRuleset.sets_frame = property(lambda self: _frames().sets_frame(self))        # type: ignore[attr-defined]
+NftRuleset.elements_frame = property(lambda self: _frames().elements_frame(self))  # type: ignore[attr-defined]
