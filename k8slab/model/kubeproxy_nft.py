@@ -32,7 +32,6 @@ from typing import Iterable
 import yaml
 
 from ..errors import ManifestError
-from ..netfilter import names
 from ..netfilter.nft.names import chain_base, endpoint_chain_base
 from .kubeproxy import _categorize, service_ports
 from .objects import EndpointSlice, Service

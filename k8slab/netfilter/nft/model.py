@@ -37,7 +37,7 @@ class Set:
     size: int | None = None
     comment: str | None = None
     elements: list[Element] = field(default_factory=list)
-    line: int = 0
+    lineno: int = 0
 
     @property
     def is_map(self) -> bool:
@@ -54,7 +54,13 @@ class Rule:
     packets: int | None = None
     bytes: int | None = None
     handle: int | None = None
-    line: int = 0
+    lineno: int = 0
+
+    @property
+    def line(self) -> str:
+        """The rule as ``nft list`` prints it (what a trace hop shows)."""
+        from .listing import canonical
+        return canonical(self.expr) + (f' comment "{self.comment}"' if self.comment else "")
 
     @property
     def verdict(self) -> str:
@@ -81,7 +87,7 @@ class Chain:
     device: str | None = None
     comment: str | None = None
     rules: list[Rule] = field(default_factory=list)
-    line: int = 0
+    lineno: int = 0
 
     @property
     def is_base(self) -> bool:

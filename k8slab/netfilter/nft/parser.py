@@ -123,7 +123,7 @@ def _props(body: str) -> dict[str, str]:
         part = part.strip()
         if not part:
             continue
-        m = re.match(rf"type\s+(\S+)\s+hook\s+(\S+)(?:\s+device\s+(\S+))?\s+priority\s+(.+)$", part)
+        m = re.match(r"type\s+(\S+)\s+hook\s+(\S+)(?:\s+device\s+(\S+))?\s+priority\s+(.+)$", part)
         if m:
             props.update(type=m.group(1), hook=m.group(2), priority=m.group(4).strip())
             if m.group(3):
@@ -149,14 +149,14 @@ def _set_from_props(fam: str, table: str, name: str, kind: str, props: dict[str,
     flags = tuple(f.strip() for f in props.get("flags", "").split(",") if f.strip())
     s = Set(fam, table, name, ty, map_type, flags=flags, timeout=props.get("timeout"),
             size=int(props["size"]) if "size" in props else None,
-            comment=_unquote(props["comment"]) if "comment" in props else None, line=line)
+            comment=_unquote(props["comment"]) if "comment" in props else None, lineno=line)
     if "elements" in props:
         s.elements = _parse_elements(props["elements"].strip().lstrip("=").strip().strip("{}"), s.is_map)
     return s
 
 
 def _chain_from_props(fam: str, table: str, name: str, props: dict[str, str], line: int) -> Chain:
-    c = Chain(fam, table, name, line=line)
+    c = Chain(fam, table, name, lineno=line)
     if "hook" in props:
         c.type, c.hook = props["type"], props["hook"]
         c.priority = parse_priority(props["priority"])
@@ -272,7 +272,7 @@ def _parse_transaction(text: str) -> NftRuleset:
                 if not tail:
                     raise ValueError("a rule needs an expression")
                 expr, comment, pk, by, h = _split_rule(tail)
-                r = Rule(fam, tname, name, expr, comment, pk, by, h, line=n)
+                r = Rule(fam, tname, name, expr, comment, pk, by, h, lineno=n)
                 if verb == "insert":
                     c.rules.insert(0, r)
                 else:
@@ -310,7 +310,7 @@ def _parse_listing(text: str) -> NftRuleset:
                 m = re.match(r"^(chain|set|map)\s+(\S+)\s*\{$", line)
                 if m:
                     if m.group(1) == "chain":
-                        c = Chain(table.family, table.name, m.group(2), line=n)
+                        c = Chain(table.family, table.name, m.group(2), lineno=n)
                         table.chains[c.name] = c
                         obj = ("chain", c)
                     else:
@@ -346,7 +346,7 @@ def _parse_listing(text: str) -> NftRuleset:
                     line += " " + lines[i].strip()
                     i += 1
                 expr, comment, pk, by, h = _split_rule(line)
-                c.rules.append(Rule(c.family, c.table, c.name, expr, comment, pk, by, h, line=n))
+                c.rules.append(Rule(c.family, c.table, c.name, expr, comment, pk, by, h, lineno=n))
                 continue
             # set / map body
             _, kind, name, props, start = obj
@@ -524,7 +524,7 @@ def _parse_json(text: str) -> NftRuleset:
                 expr = " ".join(_jstmt(s) for s in o["expr"])
                 e2, _, pk, by, _ = _split_rule(expr)
                 c.rules.append(Rule(o["family"], o["table"], o["chain"], e2, o.get("comment"), pk, by,
-                                    o.get("handle"), line=idx + 1))
+                                    o.get("handle"), lineno=idx + 1))
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ParseError(f"nftables[{idx}]: {e}", None, json.dumps(item)[:200]) from None
     return b.rs

@@ -1,0 +1,243 @@
+"""The nftables tracer: kube-proxy's rendered nftables rules, one new connection at a time, checked
+against what kube-proxy's rules mean (the golden flows' semantics) and against the kernel itself: the
+same ruleset loaded in a throwaway network namespace, a client in another one, and conntrack's entry
+(or the connection's fate: refused, or no entry at all) for each flow."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from fractions import Fraction
+
+import pytest
+
+from conftest import FIXTURES
+from k8slab.errors import TraceError
+from k8slab.model import Cluster, load_objects
+from k8slab.model.kubeproxy_nft import NftProxierSettings, render_kube_proxy_nft
+from k8slab.netfilter.nft.listing import loadable
+from k8slab.netfilter.nft.parser import parse_nft
+from k8slab.netfilter.nft.trace import trace_nft
+from k8slab.netfilter.tracer import Packet
+
+GOLDEN = FIXTURES / "kube-proxy-golden"
+NODE_IPS = ["192.168.0.2", "192.168.1.2", "192.168.99.11"]
+
+# (src, dst, dport) -> {destination: probability} and (verdict, masquerade), from what kube-proxy's
+# rules say (proxier.go): svc1 ClusterIP, svc2 ETP=Local with no local endpoint, svc3 NodePort 3003,
+# svc4 two endpoints + externalIP, svc5 LB 5.6.7.8 with source range 203.0.113.0/25 and NodePort
+# 3002, svc6 no endpoints; 172.30.0.0/16 the service CIDR.
+FLOWS = [
+    ("10.0.0.2", "172.30.0.41", 80, {"10.180.0.1:80": 1}, "ACCEPT", False),       # pod -> ClusterIP
+    ("203.0.113.2", "172.30.0.41", 80, {"10.180.0.1:80": 1}, "ACCEPT", True),     # off-cluster -> ClusterIP
+    ("10.0.0.2", "172.30.0.44", 80, {"10.180.0.4:80": Fraction(1, 2), "10.180.0.5:80": Fraction(1, 2)}, "ACCEPT", False),
+    ("203.0.113.2", "192.168.99.33", 80, {"10.180.0.4:80": Fraction(1, 2), "10.180.0.5:80": Fraction(1, 2)}, "ACCEPT", True),
+    ("203.0.113.2", "5.6.7.8", 80, {"10.180.0.3:80": 1}, "ACCEPT", True),        # inside the source range
+    ("203.0.113.130", "5.6.7.8", 80, {None: 1}, "DROP", False),                   # outside it
+    ("10.0.0.2", "172.30.0.46", 80, {None: 1}, "REJECT", False),                  # no endpoints
+    ("10.0.0.2", "172.30.0.41", 81, {None: 1}, "REJECT", False),                  # ClusterIP, wrong port
+    ("10.0.0.2", "172.30.0.47", 80, {None: 1}, "DROP", False),                    # unallocated ClusterIP
+    ("203.0.113.2", "192.168.0.2", 3001, {None: 1}, "DROP", False),               # ETP=Local, none local
+    ("203.0.113.2", "192.168.0.2", 3003, {"10.180.0.3:80": 1}, "ACCEPT", True),   # NodePort
+    ("10.0.0.2", "1.2.3.4", 80, {"10.180.0.2:80": 1}, "ACCEPT", False),           # pod -> LB IP short-circuits
+    ("203.0.113.2", "1.2.3.4", 80, {None: 1}, "DROP", False),                     # ETP=Local, none local
+    ("192.168.0.2", "192.168.0.2", 3002, {"10.180.0.3:80": 1}, "ACCEPT", True),   # node -> own NodePort
+    ("192.168.0.2", "172.30.0.43", 80, {"10.180.0.3:80": 1}, "ACCEPT", True),     # node -> ClusterIP
+    ("10.0.0.2", "10.180.0.9", 80, {None: 1}, "ACCEPT", False),                   # not a service
+]
+
+
+def _golden_ruleset(shared_fixtures):
+    return parse_nft(loadable((GOLDEN / "nft-overall.nft").read_text()))
+
+
+@pytest.mark.parametrize("src, dst, dport, dests, verdict, masq", FLOWS)
+def test_golden_flows(shared_fixtures, src, dst, dport, dests, verdict, masq):
+    t = trace_nft(_golden_ruleset(shared_fixtures), Packet(src=src, dst=dst, dport=dport), NODE_IPS)
+    assert t.by_destination() == {k: Fraction(v) for k, v in dests.items()}
+    assert {o.verdict for o in t.outcomes} == {verdict}
+    assert {o.masquerade for o in t.outcomes} == {masq}
+    assert sum(o.probability for o in t.outcomes) == 1
+    assert not any(o.unknown for o in t.outcomes)
+
+
+def test_numgen_probabilities_are_exact_for_n_endpoints():
+    from k8slab.model.settings import ProxierSettings
+    from conftest import ROOT
+    c = Cluster.kind(ROOT / "kind" / "cluster.yaml", name="kind", seed=0)
+    c.apply(load_objects(ROOT / "kind" / "manifests" / "app.yaml"))
+    c.scale("url-shortener", 3)
+    node = c.nodes[0]
+    base = ProxierSettings.for_kind_node(c, node).replace(node_port_addresses=(f"{node.ip}/32",))
+    rs = parse_nft(loadable(render_kube_proxy_nft(c.services, c.endpoint_slices(),
+                                                  NftProxierSettings(base=base, service_cidrs=(c.service_subnet,)))))
+    svc = c.service("url-shortener", "default")
+    t = trace_nft(rs, Packet(src="10.244.0.200", dst=svc.cluster_ip, dport=80), [node.ip])
+    dist = t.by_destination()
+    assert len(dist) == 3 and set(dist.values()) == {Fraction(1, 3)}
+    hop = [h for h in t.outcomes[0].hops if h.chain.startswith("service-") and h.position][-1]
+    assert "numgen random mod 3 vmap" in hop.line
+
+
+def test_trace_schema_is_the_iptables_tracers(shared_fixtures):
+    t = trace_nft(_golden_ruleset(shared_fixtures), Packet(src="203.0.113.2", dst="5.6.7.8", dport=80), NODE_IPS)
+    d = t.to_dict()
+    assert set(d) == {"packet", "local_ips", "synthesized_jumps", "warnings", "outcomes"}
+    hops = d["outcomes"][0]["hops"]
+    assert [h["chain"] for h in hops[:2]] == ["filter-prerouting-pre-dnat", "firewall-check"]
+    assert hops[-1]["rule"] == "masquerade fully-random"
+    assert list(t.frame().columns)[:3] == ["outcome", "verdict", "destination"]
+    assert "10.180.0.3:80" in t.text()
+
+
+def test_iptables_nft_and_kube_proxy_nat_chains_share_prerouting():
+    """A hostPort DNAT by an iptables-nft nat chain (registered first, same priority) means kube-proxy's
+    nat chain never sees the connection (nf_nat_inet_fn stops at the first mapping)."""
+    text = """table ip nat {
+\tchain PREROUTING {
+\t\ttype nat hook prerouting priority dstnat; policy accept;
+\t\tip daddr 192.168.0.2 tcp dport 8080 counter packets 0 bytes 0 dnat to 10.244.0.7:80
+\t}
+}
+table ip kube-proxy {
+\tchain nat-prerouting {
+\t\ttype nat hook prerouting priority dstnat; policy accept;
+\t\tip daddr 192.168.0.2 tcp dport 8080 dnat to 10.244.0.8:80
+\t\tip daddr 192.168.0.2 tcp dport 9090 dnat to 10.244.0.8:90
+\t}
+}
+"""
+    rs = parse_nft(text)
+    t = trace_nft(rs, Packet(src="203.0.113.2", dst="192.168.0.2", dport=8080), NODE_IPS)
+    assert t.by_destination() == {"10.244.0.7:80": 1}
+    assert not any(h.table == "kube-proxy" and h.position for h in t.outcomes[0].hops)
+    t = trace_nft(rs, Packet(src="203.0.113.2", dst="192.168.0.2", dport=9090), NODE_IPS)
+    assert t.by_destination() == {"10.244.0.8:90": 1}
+
+
+def test_iptables_nft_random_is_exact():
+    rs = parse_nft("""table ip nat {
+\tchain OUTPUT {
+\t\ttype nat hook output priority -100; policy accept;
+\t\tmeta random & 2147483647 < 715827883 dnat to 10.0.0.1:80
+\t\tdnat to 10.0.0.2:80
+\t}
+}
+""")
+    t = trace_nft(rs, Packet(src="127.0.0.1", dst="10.96.0.1", dport=80))
+    assert t.by_destination() == {"10.0.0.1:80": Fraction(715827883, 2 ** 31),
+                                  "10.0.0.2:80": 1 - Fraction(715827883, 2 ** 31)}
+
+
+def test_errors():
+    with pytest.raises(TraceError):
+        trace_nft("not a ruleset", Packet(src="10.0.0.1", dst="10.0.0.2", dport=80))
+    rs = parse_nft("table ip t {\n\tchain a {\n\t\ttype filter hook input priority 0; policy accept;\n"
+                   "\t\tjump b\n\t}\n\tchain b {\n\t\tjump b\n\t}\n}\n")
+    with pytest.raises(TraceError, match="loop"):
+        trace_nft(rs, Packet(src="10.0.0.1", dst="127.0.0.1", dport=80))
+
+
+# --- the kernel's verdict -----------------------------------------------------------------------
+
+def _sh(*argv, check=True, input=None):
+    return subprocess.run(list(argv), check=check, capture_output=True, text=True, input=input)
+
+
+CONNECT = """
+import socket, sys, errno
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.bind((sys.argv[1], 0)); s.settimeout(0.4)
+try:
+    s.connect((sys.argv[2], int(sys.argv[3]))); print("connected")
+except ConnectionRefusedError: print("refused")
+except OSError as e: print("timeout" if isinstance(e, socket.timeout) else "error " + str(e.errno))
+"""
+
+
+@pytest.fixture
+def kernel_node(shared_fixtures):
+    if os.geteuid() != 0:
+        pytest.skip("needs root (throwaway network namespaces)")
+    for tool in ("nft", "ip", "conntrack"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"missing {tool}: apt-get install -y nftables conntrack iproute2")
+    pid = os.getpid()
+    node, client = f"k8s-nft-n{pid}", f"k8s-nft-c{pid}"
+    _sh("ip", "netns", "add", node)
+    _sh("ip", "netns", "add", client)
+    try:
+        N = ("ip", "netns", "exec", node)
+        C = ("ip", "netns", "exec", client)
+        _sh("ip", "link", "add", "k8s-c0", "netns", client, "type", "veth", "peer", "name", "k8s-n0", "netns", node)
+        _sh(*N, "ip", "link", "set", "lo", "up")
+        _sh(*N, "ip", "link", "set", "k8s-n0", "up")
+        for ip in NODE_IPS:
+            _sh(*N, "ip", "addr", "add", f"{ip}/24", "dev", "k8s-n0")
+        # the pods' side: a second veth whose far end (in the client's namespace, which owns none of
+        # these addresses) swallows what is sent; no ARP, so a SYN leaves at once
+        _sh("ip", "link", "add", "k8s-pods", "netns", node, "type", "veth", "peer", "name", "k8s-p1", "netns", client)
+        _sh(*N, "ip", "addr", "add", "10.180.255.254/16", "dev", "k8s-pods")
+        _sh(*N, "ip", "link", "set", "k8s-pods", "arp", "off", "up")
+        _sh(*C, "ip", "link", "set", "k8s-p1", "up")
+        for cidr in ("172.30.0.0/16", "1.2.3.4/32", "5.6.7.8/32", "192.168.99.22/32", "192.168.99.33/32"):
+            _sh(*N, "ip", "route", "add", cidr, "dev", "k8s-pods")
+        _sh(*N, "ip", "route", "add", "10.0.0.0/8", "dev", "k8s-n0")
+        _sh(*N, "ip", "route", "add", "203.0.113.0/24", "dev", "k8s-n0")
+        _sh(*N, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        _sh(*C, "ip", "link", "set", "lo", "up")
+        _sh(*C, "ip", "link", "set", "k8s-c0", "up")
+        # a standing address: removing a flow's source must not leave the link without one (the
+        # kernel then drops the link's routes)
+        _sh(*C, "ip", "addr", "add", "10.255.255.1/32", "dev", "k8s-c0")
+        _sh(*C, "ip", "route", "add", "default", "via", "192.168.0.2", "dev", "k8s-c0", "onlink")
+        _sh(*N, "nft", "-f", "-", input=loadable((GOLDEN / "nft-overall.nft").read_text()))
+        yield N, C
+    finally:
+        _sh("ip", "netns", "del", client, check=False)
+        _sh("ip", "netns", "del", node, check=False)
+
+
+def _fate(N, C, src, dst, dport) -> tuple[str, str | None, bool, bool]:
+    """(how connect() ended, the DNAT destination conntrack shows or None, masqueraded, whether
+    conntrack has an entry at all: a packet dropped before postrouting never confirms one)."""
+    local = src in NODE_IPS
+    where = N if local else C
+    if not local:
+        _sh(*C, "ip", "addr", "replace", f"{src}/32", "dev", "k8s-c0")
+    _sh(*N, "conntrack", "-F", check=False)
+    how = _sh(*where, "python3", "-c", CONNECT, src, dst, str(dport)).stdout.strip()
+    out = _sh(*N, "conntrack", "-L", "-p", "tcp", "--orig-src", src, "--orig-dst", dst, check=False).stdout
+    lines = [ln for ln in out.splitlines() if f"dport={dport} " in ln]
+    if not local:
+        _sh(*C, "ip", "addr", "del", f"{src}/32", "dev", "k8s-c0")
+    if not lines:
+        return how, None, False, False
+    words = lines[0].split()
+    reply = [w for w in words if "=" in w]
+    # the second src=/dst=/sport= group is the reply tuple
+    srcs = [w.split("=")[1] for w in reply if w.startswith("src=")]
+    dsts = [w.split("=")[1] for w in reply if w.startswith("dst=")]
+    sports = [w.split("=")[1] for w in reply if w.startswith("sport=")]
+    r_src, r_dst, r_sport = srcs[1], dsts[1], sports[1]
+    dnat = None if (r_src, int(r_sport)) == (dst, dport) else f"{r_src}:{r_sport}"
+    return how, dnat, r_dst != src, True
+
+
+@pytest.mark.parametrize("src, dst, dport, dests, verdict, masq", FLOWS)
+def test_golden_flows_against_the_kernel(kernel_node, src, dst, dport, dests, verdict, masq):
+    N, C = kernel_node
+    rs = parse_nft(loadable((GOLDEN / "nft-overall.nft").read_text()))
+    t = trace_nft(rs, Packet(src=src, dst=dst, dport=dport), NODE_IPS)
+    predicted = t.by_destination()
+    how, dnat, masqueraded, entry = _fate(N, C, src, dst, dport)
+    verdicts = {o.verdict for o in t.outcomes}
+    if verdicts == {"REJECT"}:
+        assert (how, entry) == ("refused", False)
+    elif verdicts == {"DROP"}:
+        assert (how, entry) == ("timeout", False)
+    else:
+        assert verdicts == {"ACCEPT"}
+        assert entry and how == "timeout"      # sent on towards the (absent) endpoint
+        assert dnat in predicted and predicted[dnat] > 0
+        assert masqueraded == {o.masquerade for o in t.outcomes if o.destination == dnat}.pop()
