@@ -4,6 +4,7 @@ same ruleset loaded in a throwaway network namespace, a client in another one, a
 (or the connection's fate: refused, or no entry at all) for each flow."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -91,8 +92,9 @@ def test_trace_schema_is_the_iptables_tracers(shared_fixtures):
 
 
 def test_iptables_nft_and_kube_proxy_nat_chains_share_prerouting():
-    """A hostPort DNAT by an iptables-nft nat chain (registered first, same priority) means kube-proxy's
-    nat chain never sees the connection (nf_nat_inet_fn stops at the first mapping)."""
+    """Two nat chains at prerouting -100: the one registered last (kube-proxy's here) runs first, and
+    the first mapping ends the hook's nat chains (nf_nat_inet_fn), so the other never sees the
+    connection; where the first does not map, the second runs. The kernel test below checks both."""
     text = """table ip nat {
 \tchain PREROUTING {
 \t\ttype nat hook prerouting priority dstnat; policy accept;
@@ -109,10 +111,14 @@ table ip kube-proxy {
 """
     rs = parse_nft(text)
     t = trace_nft(rs, Packet(src="203.0.113.2", dst="192.168.0.2", dport=8080), NODE_IPS)
-    assert t.by_destination() == {"10.244.0.7:80": 1}
-    assert not any(h.table == "kube-proxy" and h.position for h in t.outcomes[0].hops)
+    assert t.by_destination() == {"10.244.0.8:80": 1}
+    assert not any(h.table == "nat" and h.position for h in t.outcomes[0].hops)
+    assert any("share hook prerouting priority -100" in w for w in t.warnings)
     t = trace_nft(rs, Packet(src="203.0.113.2", dst="192.168.0.2", dport=9090), NODE_IPS)
     assert t.by_destination() == {"10.244.0.8:90": 1}
+    t = trace_nft(rs, Packet(src="203.0.113.2", dst="192.168.0.2", dport=7070), NODE_IPS)
+    assert t.by_destination() == {None: 1}
+    assert [h.table for h in t.outcomes[0].hops if h.hook == "prerouting"] == []
 
 
 def test_iptables_nft_random_is_exact():
@@ -157,6 +163,14 @@ except OSError as e: print("timeout" if isinstance(e, socket.timeout) else "erro
 
 @pytest.fixture
 def kernel_node(shared_fixtures):
+    with _node(loadable((GOLDEN / "nft-overall.nft").read_text())) as nc:
+        yield nc
+
+
+@contextlib.contextmanager
+def _node(ruleset: str):
+    """A node namespace (the node IPs, a route to the pods' side, forwarding on) with ``ruleset``
+    loaded, and a client namespace wired to it; both deleted afterwards."""
     if os.geteuid() != 0:
         pytest.skip("needs root (throwaway network namespaces)")
     for tool in ("nft", "ip", "conntrack"):
@@ -191,7 +205,7 @@ def kernel_node(shared_fixtures):
         # kernel then drops the link's routes)
         _sh(*C, "ip", "addr", "add", "10.255.255.1/32", "dev", "k8s-c0")
         _sh(*C, "ip", "route", "add", "default", "via", "192.168.0.2", "dev", "k8s-c0", "onlink")
-        _sh(*N, "nft", "-f", "-", input=loadable((GOLDEN / "nft-overall.nft").read_text()))
+        _sh(*N, "nft", "-f", "-", input=ruleset)
         yield N, C
     finally:
         _sh("ip", "netns", "del", client, check=False)
@@ -241,3 +255,33 @@ def test_golden_flows_against_the_kernel(kernel_node, src, dst, dport, dests, ve
         assert entry and how == "timeout"      # sent on towards the (absent) endpoint
         assert dnat in predicted and predicted[dnat] > 0
         assert masqueraded == {o.masquerade for o in t.outcomes if o.destination == dnat}.pop()
+
+
+_HOSTPORT = """table ip nat {
+\tchain PREROUTING {
+\t\ttype nat hook prerouting priority dstnat; policy accept;
+\t\tip daddr 192.168.0.2 tcp dport 8080 dnat to 10.180.0.7:80
+\t}
+}
+"""
+_KUBE_PROXY = """table ip kube-proxy {
+\tchain nat-prerouting {
+\t\ttype nat hook prerouting priority dstnat; policy accept;
+\t\tip daddr 192.168.0.2 tcp dport 8080 dnat to 10.180.0.8:80
+\t}
+}
+"""
+
+
+@pytest.mark.parametrize("first, second", [(_HOSTPORT, _KUBE_PROXY), (_KUBE_PROXY, _HOSTPORT)],
+                         ids=["iptables-nft first", "kube-proxy first"])
+def test_two_nat_chains_at_one_priority_against_the_kernel(first, second):
+    """Equal priorities run in registration order, and the first DNAT ends the hook's nat chains
+    (nf_nat_inet_fn): the tracer and conntrack agree on which one wins, in both orders."""
+    text = first + second
+    t = trace_nft(parse_nft(text), Packet(src="203.0.113.2", dst="192.168.0.2", dport=8080), NODE_IPS)
+    predicted = t.by_destination()
+    assert len(predicted) == 1
+    with _node(text) as (N, C):
+        how, dnat, _masq, entry = _fate(N, C, "203.0.113.2", "192.168.0.2", 8080)
+    assert entry and dnat in predicted

@@ -10,8 +10,13 @@ The kernel's order:
 - a packet from a local address starts at the output hook (then the routing decision, postrouting,
   and through ``lo`` to prerouting/input when the destination is local); any other starts at
   prerouting, then input (destination local after DNAT) or forward and postrouting;
-- at each hook every base chain of every table runs, by priority (kube-proxy's ``nat-prerouting``
-  and iptables-nft's ``nat PREROUTING`` both at -100: the ruleset's order among equals);
+- at each hook every base chain of every table runs, by priority; among equal priorities (kube-proxy's
+  ``nat-prerouting`` and iptables-nft's ``nat PREROUTING``, both -100) the one registered last runs
+  first (``nf_hook_entries_grow`` in net/netfilter/core.c inserts a new hook before the ones of the
+  same priority; tests/test_nft_trace.py checks it with conntrack). The tracer takes the listing
+  order (the order the tables and chains were created) as the registration order; a chain deleted
+  and added again since (kube-proxy re-creates its base chains on its first sync) registers anew,
+  which a listing does not show, so the trace warns where this order decides;
 - an ``accept`` ends one base chain only, the next runs; ``drop``/``reject`` end the packet;
 - nat chains of a hook run only until one sets up a mapping (``nf_nat_inet_fn``): after a DNAT at
   prerouting (or output) the next nat chain of that hook is skipped, likewise after masquerade/SNAT
@@ -430,7 +435,11 @@ class NftTracer:
     def hook(self, st: _State, hook: str, nat: bool = True) -> list[_State]:
         """Every base chain of ``hook``, by priority; the states that go on (not dropped)."""
         chains = [(t, c) for t in self.rs.tables for c in t.chains.values() if c.hook == hook]
-        chains.sort(key=lambda tc: tc[1].priority or 0)
+        # by priority; at equal priorities the one registered last runs first (nf_hook_entries_grow
+        # inserts a new hook before those of the same priority), and the listing order is taken as
+        # the registration order
+        order = {id(c): i for i, (_t, c) in enumerate(chains)}
+        chains.sort(key=lambda tc: (tc[1].priority or 0, -order[id(tc[1])]))
         states = [st]
         for t, c in chains:
             nxt = []
@@ -498,5 +507,24 @@ def trace_nft(ruleset: NftRuleset, packet: Packet, node: NodeContext | Iterable[
     outcomes, facts = merge_paths(paths, {})
     warnings = [] if ctx.local_ips else ["no local IPs given: only loopback addresses count as the node's own "
                                          "(fib ... type local); give them with NodeContext(local_ips=...)"]
+    warnings += _tie_warnings(ruleset)
     return Trace(packet=pkt, node=ctx, outcomes=outcomes, source=ruleset.source, paths=paths, facts=facts,
                  warnings=warnings)
+
+
+def _tie_warnings(rs: NftRuleset) -> list[str]:
+    """Base chains of two tables with the same hook, type and priority: their order is the kernel's
+    registration order, taken here from the listing."""
+    seen: dict[tuple, list[str]] = {}
+    for t in rs.tables:
+        for c in t.chains.values():
+            if c.is_base:
+                seen.setdefault((c.hook, c.type, c.priority), []).append(f"{t.family} {t.name} {c.name}")
+    out = []
+    for (hook, typ, prio), names in seen.items():
+        tables = {n.rsplit(" ", 1)[0] for n in names}
+        if len(tables) > 1:
+            out.append(f"{typ} chains {', '.join(names)} share hook {hook} priority {prio}: the one registered "
+                       "last runs first; the listing order is taken as the registration order (a base chain "
+                       "deleted and added again since registers anew)")
+    return out
