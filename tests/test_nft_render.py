@@ -101,4 +101,7 @@ def test_kind_cluster_ruleset_form_is_what_the_kernel_lists(replicas):
     tx = render_kube_proxy_nft(c.services, c.endpoint_slices(), s)
     assert f"numgen random mod {replicas} vmap" in tx
     assert f"add element ip kube-proxy nodeport-ips {{ {c.nodes[0].ip} }}" in tx
+    # kube-dns has three ports on one ClusterIP: one cluster-ips element (ensureElem adds a key once)
+    assert tx.count("add element ip kube-proxy cluster-ips { 10.96.0.10 }") == 1
+    assert tx.count("add element ip kube-proxy service-ips { 10.96.0.10 . ") == 3
     assert render_kube_proxy_nft(c.services, c.endpoint_slices(), s, form="ruleset") == _kernel_list(tx)

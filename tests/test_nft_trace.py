@@ -167,10 +167,16 @@ def kernel_node(shared_fixtures):
         yield nc
 
 
+GOLDEN_NET = dict(node_ips=NODE_IPS, prefix=24, pods_side="10.180.255.254/16",
+                  to_pods=("172.30.0.0/16", "1.2.3.4/32", "5.6.7.8/32", "192.168.99.22/32", "192.168.99.33/32"),
+                  to_clients=("10.0.0.0/8", "203.0.113.0/24"))
+
+
 @contextlib.contextmanager
-def _node(ruleset: str):
-    """A node namespace (the node IPs, a route to the pods' side, forwarding on) with ``ruleset``
-    loaded, and a client namespace wired to it; both deleted afterwards."""
+def _node(ruleset: str, node_ips=NODE_IPS, prefix=24, pods_side="10.180.255.254/16",
+          to_pods=GOLDEN_NET["to_pods"], to_clients=GOLDEN_NET["to_clients"]):
+    """A node namespace (the node IPs, routes to the pods' side and to the clients, forwarding on) with
+    ``ruleset`` loaded, and a client namespace wired to it; both deleted afterwards."""
     if os.geteuid() != 0:
         pytest.skip("needs root (throwaway network namespaces)")
     for tool in ("nft", "ip", "conntrack"):
@@ -186,25 +192,25 @@ def _node(ruleset: str):
         _sh("ip", "link", "add", "k8s-c0", "netns", client, "type", "veth", "peer", "name", "k8s-n0", "netns", node)
         _sh(*N, "ip", "link", "set", "lo", "up")
         _sh(*N, "ip", "link", "set", "k8s-n0", "up")
-        for ip in NODE_IPS:
-            _sh(*N, "ip", "addr", "add", f"{ip}/24", "dev", "k8s-n0")
+        for ip in node_ips:
+            _sh(*N, "ip", "addr", "add", f"{ip}/{prefix}", "dev", "k8s-n0")
         # the pods' side: a second veth whose far end (in the client's namespace, which owns none of
         # these addresses) swallows what is sent; no ARP, so a SYN leaves at once
         _sh("ip", "link", "add", "k8s-pods", "netns", node, "type", "veth", "peer", "name", "k8s-p1", "netns", client)
-        _sh(*N, "ip", "addr", "add", "10.180.255.254/16", "dev", "k8s-pods")
+        _sh(*N, "ip", "addr", "add", pods_side, "dev", "k8s-pods")
         _sh(*N, "ip", "link", "set", "k8s-pods", "arp", "off", "up")
         _sh(*C, "ip", "link", "set", "k8s-p1", "up")
-        for cidr in ("172.30.0.0/16", "1.2.3.4/32", "5.6.7.8/32", "192.168.99.22/32", "192.168.99.33/32"):
-            _sh(*N, "ip", "route", "add", cidr, "dev", "k8s-pods")
-        _sh(*N, "ip", "route", "add", "10.0.0.0/8", "dev", "k8s-n0")
-        _sh(*N, "ip", "route", "add", "203.0.113.0/24", "dev", "k8s-n0")
+        for cidr in to_pods:
+            _sh(*N, "ip", "route", "replace", cidr, "dev", "k8s-pods")
+        for cidr in to_clients:
+            _sh(*N, "ip", "route", "replace", cidr, "dev", "k8s-n0")
         _sh(*N, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         _sh(*C, "ip", "link", "set", "lo", "up")
         _sh(*C, "ip", "link", "set", "k8s-c0", "up")
         # a standing address: removing a flow's source must not leave the link without one (the
         # kernel then drops the link's routes)
         _sh(*C, "ip", "addr", "add", "10.255.255.1/32", "dev", "k8s-c0")
-        _sh(*C, "ip", "route", "add", "default", "via", "192.168.0.2", "dev", "k8s-c0", "onlink")
+        _sh(*C, "ip", "route", "add", "default", "via", node_ips[0], "dev", "k8s-c0", "onlink")
         _sh(*N, "nft", "-f", "-", input=ruleset)
         yield N, C
     finally:
@@ -212,10 +218,10 @@ def _node(ruleset: str):
         _sh("ip", "netns", "del", node, check=False)
 
 
-def _fate(N, C, src, dst, dport) -> tuple[str, str | None, bool, bool]:
+def _fate(N, C, src, dst, dport, node_ips=NODE_IPS) -> tuple[str, str | None, bool, bool]:
     """(how connect() ended, the DNAT destination conntrack shows or None, masqueraded, whether
     conntrack has an entry at all: a packet dropped before postrouting never confirms one)."""
-    local = src in NODE_IPS
+    local = src in node_ips
     where = N if local else C
     if not local:
         _sh(*C, "ip", "addr", "replace", f"{src}/32", "dev", "k8s-c0")
@@ -285,3 +291,61 @@ def test_two_nat_chains_at_one_priority_against_the_kernel(first, second):
     with _node(text) as (N, C):
         how, dnat, _masq, entry = _fate(N, C, "203.0.113.2", "192.168.0.2", 8080)
     assert entry and dnat in predicted
+
+
+def _kind_rendered(replicas: int = 3):
+    from conftest import ROOT
+    from k8slab.model.settings import ProxierSettings
+    c = Cluster.kind(ROOT / "kind" / "cluster.yaml", name="kind", seed=0)
+    for m in ("app.yaml", "app-nodeport.yaml"):
+        c.apply(load_objects(ROOT / "kind" / "manifests" / m))
+    c.scale("url-shortener", replicas)
+    node = c.nodes[0]
+    base = ProxierSettings.for_kind_node(c, node).replace(node_port_addresses=(f"{node.ip}/32",))
+    tx = render_kube_proxy_nft(c.services, c.endpoint_slices(),
+                               NftProxierSettings(base=base, service_cidrs=(c.service_subnet,)))
+    return c, node, tx
+
+
+def test_kind_cluster_flows_against_the_kernel():
+    """The course's cluster rendered in nftables mode: a pod, the node and the learner's host (the
+    Docker gateway) open connections to the ClusterIPs, the NodePort, a wrong port and an unallocated
+    ClusterIP; the tracer's outcome for each is what conntrack (or the connection's fate) shows."""
+    c, node, tx = _kind_rendered(3)
+    rs = parse_nft(loadable(tx))
+    app = c.service("url-shortener", "default")
+    np_svc = c.service("url-shortener-nodeport", "default")
+    host = "172.18.0.1"
+    pod = "10.244.0.200"
+    flows = [(pod, app.cluster_ip, 80), (host, node.ip, np_svc.ports[0].node_port), (node.ip, app.cluster_ip, 80),
+             (pod, "10.96.0.10", 53), (pod, app.cluster_ip, 81), (pod, "10.96.250.250", 80), (host, node.ip, 30999)]
+    net = dict(node_ips=[node.ip], prefix=16, pods_side="10.244.255.254/16", to_pods=("10.244.0.0/16", "10.96.0.0/16"),
+               to_clients=(f"{pod}/32",))
+    seen = {}
+    with _node(loadable(tx), **net) as (N, C):
+        for src, dst, dport in flows:
+            t = trace_nft(rs, Packet(src=src, dst=dst, dport=dport), [node.ip])
+            predicted = t.by_destination()
+            assert sum(predicted.values()) == 1 and not any(o.unknown for o in t.outcomes)
+            how, dnat, masq, entry = _fate(N, C, src, dst, dport, node_ips=[node.ip])
+            verdicts = {o.verdict for o in t.outcomes}
+            seen[(src, dst, dport)] = (sorted(verdicts), dnat)
+            print(src, dst, dport, "predicted", {k: str(v) for k, v in predicted.items()}, sorted(verdicts),
+                  "kernel", how, dnat, "masq" if masq else "", "entry" if entry else "no entry")
+            if verdicts == {"REJECT"}:
+                assert (how, entry) == ("refused", False), (src, dst, dport)
+            elif verdicts == {"DROP"}:
+                assert (how, entry) == ("timeout", False), (src, dst, dport)
+            elif predicted == {None: 1} and dst == node.ip:
+                # accepted, not translated, delivered to the node itself: nothing listens there, so
+                # the node's TCP answers with a reset (and conntrack lists no entry for it)
+                assert verdicts == {"ACCEPT"} and how == "refused" and dnat is None, (src, dst, dport)
+            else:
+                assert verdicts == {"ACCEPT"} and entry, (src, dst, dport)
+                assert dnat in predicted and predicted[dnat] > 0, (src, dst, dport, dnat, predicted)
+                assert masq == {o.masquerade for o in t.outcomes if o.destination == dnat}.pop()
+    # the flows cover a 1/3 spread, a NodePort, a reject and a drop
+    assert set(trace_nft(rs, Packet(src=pod, dst=app.cluster_ip, dport=80), [node.ip]).by_destination().values()) \
+        == {Fraction(1, 3)}
+    assert seen[(pod, app.cluster_ip, 81)][0] == ["REJECT"] and seen[(pod, "10.96.250.250", 80)][0] == ["DROP"]
+    assert seen[(host, node.ip, np_svc.ports[0].node_port)][1] is not None

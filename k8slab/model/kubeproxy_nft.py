@@ -185,7 +185,7 @@ def base_rules(s: NftProxierSettings) -> list[list[str]]:
     return blocks
 
 
-def _service_blocks(sp, s: NftProxierSettings) -> list[list[str]]:
+def _service_blocks(sp, s: NftProxierSettings, seen: set | None = None) -> list[list[str]]:
     """syncProxyRules' loop body for one service port, as blocks of lines (see the module's Layout)."""
     b = s.base
     ipx, addr = ("ip6", "ipv6_addr") if b.ipv6 else ("ip", "ipv4_addr")
@@ -303,6 +303,19 @@ def _service_blocks(sp, s: NftProxierSettings) -> list[list[str]]:
         fw = [f"add chain {p} {fw_chain}",
               f"add rule {p} {fw_chain} {ipx} saddr != {{ {' , '.join(sources)} }} drop"]
 
+    if seen is not None:
+        # nftElementStorage.ensureElem: an element already added in this sync is not added again
+        # (a ClusterIP shared by the ports of one Service is one element of cluster-ips)
+        def first(lines):
+            out = []
+            for ln in lines:
+                key = ln.split(" : ")[0].split(" comment ")[0]
+                if ln.startswith("add element ") and key in seen:
+                    continue
+                seen.add(key)
+                out.append(ln)
+            return out
+        elems, ext_no_ep = first(elems), first(ext_no_ep)
     blocks: list[list[str]] = []
     if uses_ext and not sp.affinity:
         blocks.append(head + eps_lines)
@@ -317,11 +330,12 @@ def kube_proxy_nft_blocks(services: Iterable[Service], endpoint_slices: Iterable
     s = settings or NftProxierSettings()
     out = base_rules(s)
     by_service: dict[tuple[str, str], list[list[str]]] = {}
+    seen: set[str] = set()
     for sp in service_ports(list(services), list(endpoint_slices), s.base):
         ns, _, rest = sp.spn.partition("/")
         name, _, port = rest.partition(":")
         sp.spn_ns, sp.spn_name, sp.spn_port = ns, name, port
-        by_service.setdefault((ns, name), []).extend(_service_blocks(sp, s))
+        by_service.setdefault((ns, name), []).extend(_service_blocks(sp, s, seen))
     for (ns, name), blocks in by_service.items():
         blocks[0] = [f"# {name}"] + blocks[0]
         out += blocks
