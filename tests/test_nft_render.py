@@ -75,7 +75,7 @@ def _kind_cluster_transaction(replicas: int = 3) -> str:
 
 # --- the kernel decides -------------------------------------------------------------------------
 
-def _kernel_list(transaction: str) -> str:
+def _kernel_list(transaction: str, as_is: bool = False) -> str:
     if os.geteuid() != 0:
         pytest.skip("needs root (a throwaway network namespace for nft)")
     if shutil.which("nft") is None or shutil.which("ip") is None:
@@ -83,7 +83,7 @@ def _kernel_list(transaction: str) -> str:
     ns = f"k8s-nft-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=loadable(transaction), text=True,
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=transaction if as_is else loadable(transaction), text=True,
                        check=True, capture_output=True)
         return subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "ruleset"], text=True, check=True,
                               capture_output=True).stdout
@@ -105,3 +105,12 @@ def test_kind_cluster_ruleset_form_is_what_the_kernel_lists(replicas):
     assert tx.count("add element ip kube-proxy cluster-ips { 10.96.0.10 }") == 1
     assert tx.count("add element ip kube-proxy service-ips { 10.96.0.10 . ") == 3
     assert render_kube_proxy_nft(c.services, c.endpoint_slices(), s, form="ruleset") == _kernel_list(tx)
+
+
+def test_ruleset_form_loads_and_lists_back_unchanged(shared_fixtures):
+    """The --form ruleset text is itself an `nft -f` input: loaded and listed back, it is unchanged."""
+    text = _golden(shared_fixtures, "ruleset")
+    assert _kernel_list(text, as_is=True) == text
+    c, s = _kind_cluster_transaction(3)
+    text = render_kube_proxy_nft(c.services, c.endpoint_slices(), s, form="ruleset")
+    assert _kernel_list(text, as_is=True) == text
