@@ -349,3 +349,19 @@ def test_kind_cluster_flows_against_the_kernel():
         == {Fraction(1, 3)}
     assert seen[(pod, app.cluster_ip, 81)][0] == ["REJECT"] and seen[(pod, "10.96.250.250", 80)][0] == ["DROP"]
     assert seen[(host, node.ip, np_svc.ports[0].node_port)][1] is not None
+
+
+def test_real_k3s_dump(shared_fixtures):
+    """A real `nft list table ip kube-proxy` (k3s, nftables mode): a pod's connections to its services."""
+    rs = parse_nft((FIXTURES / "real-dumps" / "09-k3s-nftables-mode-nft-list-table.nft").read_text())
+    node = ["10.34.4.142"]
+    t = trace_nft(rs, Packet(src="10.42.0.5", dst="10.43.0.1", dport=443), node)
+    assert t.by_destination() == {"10.34.4.142:6443": 1}
+    t = trace_nft(rs, Packet(src="10.42.0.5", dst="10.43.0.10", dport=53, proto="udp"), node)
+    assert t.by_destination() == {"10.42.0.171:53": 1}
+    t = trace_nft(rs, Packet(src="10.42.0.5", dst="10.43.195.72", dport=8000), node)
+    dist = t.by_destination()
+    assert len(dist) == 9 and set(dist.values()) == {Fraction(1, 9)}
+    t = trace_nft(rs, Packet(src="10.42.0.5", dst="10.43.0.1", dport=444), node)
+    assert t.by_verdict() == {"REJECT": 1}
+    assert not any(o.unknown for o in t.outcomes)
