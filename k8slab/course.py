@@ -95,6 +95,55 @@ def execute_notebook(path: Path, *, backend: str = "sim", timeout: int = 600, ke
     return nb, ""
 
 
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def kernel_display_name(kernel: str = "python3") -> str | None:
+    """The display name JupyterLab writes for ``kernel`` (its kernel spec's, e.g. "Python 3 (ipykernel)")."""
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+        return KernelSpecManager().get_kernel_spec(kernel).display_name
+    except Exception:     # no such kernel spec: leave the notebook's own
+        return None
+
+
+def saved_form(nb, kernel: str = "python3"):
+    """``nb`` as JupyterLab saves it, so a committed notebook does not open as modified, and with no
+    dead widget in it. In place; returns ``nb``.
+
+    - ``metadata.kernelspec`` is the kernel spec's (JupyterLab renames "Python 3" to the spec's
+      display name as soon as the kernel starts, and the notebook is then modified);
+    - consecutive stream outputs of one stream are one output (JupyterLab's output area merges them);
+    - no widget view and no saved widget state: a widget's view refers to a model that lives only in
+      the kernel that made it, so a saved one is either an error or a dead copy. The static HTML the
+      course's explorers put beside their widget (``k8slab.widgets``) is what the learner sees until
+      the cell runs again.
+    """
+    name = kernel_display_name(kernel)
+    spec = nb.metadata.get("kernelspec") or {}
+    if name:
+        nb.metadata["kernelspec"] = {"display_name": name, "language": spec.get("language", "python"),
+                                     "name": spec.get("name", kernel)}
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        merged = []
+        for out in cell.get("outputs", []):
+            if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                    and merged[-1].get("name") == out.get("name")):
+                merged[-1]["text"] = merged[-1]["text"] + out["text"]
+                continue
+            data = out.get("data")
+            if data and WIDGET_MIME in data:
+                del data[WIDGET_MIME]
+                if not data:
+                    continue
+            merged.append(out)
+        cell["outputs"] = merged
+    return nb
+
+
 def to_html(nb) -> str:
     from nbconvert import HTMLExporter
     body, _ = HTMLExporter().from_notebook_node(nb)
@@ -106,8 +155,9 @@ def run_course(*, backend: str = "sim", out: Path | None = None, only: Iterable[
                html: bool = True, timeout: int = 600,
                report: Callable[[NotebookRun], None] | None = None) -> list[NotebookRun]:
     """Execute the course in order. Writes ``out/NN-*.ipynb`` and ``out/NN-*.html`` (and, with
-    ``in_place``, stores the outputs back into the notebooks themselves). Never raises for a
-    failing notebook: each result says ok or not, and what failed."""
+    ``in_place``, stores the outputs back into the notebooks themselves), each notebook in the form
+    JupyterLab saves (:func:`saved_form`). Never raises for a failing notebook: each result says ok
+    or not, and what failed."""
     import nbformat
     paths = find_notebooks(notebooks_dir, only)
     out = Path(out) if out else paths[0].parent.parent / "build" / "course"
@@ -119,6 +169,7 @@ def run_course(*, backend: str = "sim", out: Path | None = None, only: Iterable[
         run = NotebookRun(path.name, not error, time.monotonic() - start,
                           sum(1 for c in nb.cells if c.cell_type == "code"), error)
         run.executed = out / path.name
+        saved_form(nb)
         nbformat.write(nb, run.executed)
         if html:
             run.html = out / (path.stem + ".html")
@@ -148,4 +199,5 @@ class CourseFailed(K8sLabError):
     """At least one notebook failed; the message names them."""
 
 
-__all__ = ["NotebookRun", "find_notebooks", "execute_notebook", "run_course", "to_html", "CourseFailed"]
+__all__ = ["NotebookRun", "find_notebooks", "execute_notebook", "run_course", "saved_form", "to_html",
+           "CourseFailed"]

@@ -402,6 +402,17 @@ def _app_hop(index: int, cluster, dest: str | None, client_seen: str | None, src
                f"{client_seen}", src, dest, "data", ())
 
 
+def _answer_hop(index: int, cluster, dest: str | None, client_seen: str | None, src: str | None) -> Hop | None:
+    """The last hop of a Service's path: the app, or the ingress controller when the Service is the
+    controller's own (its NodePort or ClusterIP), so that hop is not labelled "app"."""
+    pod = _pod_by_ip(cluster, dest.rsplit(":", 1)[0]) if dest else None
+    ctrl = controller_pod(cluster)
+    if pod is not None and ctrl is not None and pod is ctrl:
+        return Hop(index, Component.INGRESS_CONTROLLER, _pod_place(pod), f"the ingress controller (nginx) "
+                   f"accepts on {dest}; it sees the client as {client_seen}", src, dest, "data", ())
+    return _app_hop(index, cluster, dest, client_seen, src)
+
+
 # --------------------------------------------------------------------------------------------
 # the five ways
 
@@ -576,7 +587,7 @@ def _node_port(*, cluster, rules, host_rules, nodes, namespace, prefer, service)
     if out is not None and p.destination:
         seen = _seen(hops[-1].src) or gw
         p.client_seen = seen
-        hops.append(_app_hop(len(hops) + 1, cluster, p.destination, seen, hops[-1].src))
+        hops.append(_answer_hop(len(hops) + 1, cluster, p.destination, seen, hops[-1].src))
     return p
 
 

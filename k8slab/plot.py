@@ -1,19 +1,22 @@
 """The course's figures, drawn the same way in every notebook.
 
 - :func:`plot_path`: one way in as a sequence diagram. Places (the host, a node, a pod's network
-  namespace) are tall boxes; each hop is a numbered arrow coloured by the component that owns it;
-  control-plane hops are dashed.
-- :func:`plot_chain_graph`: iptables chains as boxes laid out by jump depth, coloured by owner.
+  namespace) are tall boxes; each hop is a numbered arrow coloured by the component that owns it,
+  with its note on the same row; control-plane hops are dashed.
+- :func:`plot_chain_graph`: iptables chains as a tree of boxes, top to bottom, coloured by owner.
 - :func:`plot_probabilities`: predicted against measured shares per endpoint.
 - :func:`plot_latency`: milliseconds per request, one column per way.
 
 The same component always has the same colour (:data:`COMPONENT_COLORS`); a chain owner maps onto
-the component that writes it (:data:`OWNER_COLORS`). Only matplotlib is needed.
+the component that writes it (:data:`OWNER_COLORS`). Every figure is drawn at :data:`FIGURE_DPI`,
+at most :data:`MAX_WIDTH_IN` wide, with no text under :data:`MIN_FONT_PT`: JupyterLab then shows it
+at its natural size in the notebook's width, text at 11 px or more. Only matplotlib is needed.
 """
 from __future__ import annotations
 
 import re
 from collections import OrderedDict, deque
+from functools import lru_cache
 from typing import Mapping
 
 from .paths import Component, Path
@@ -81,7 +84,9 @@ class _Figures:
         self.plt = plt
 
     def figure(self, figsize):
-        fig = self.plt.figure(figsize=figsize)
+        # A fixed DPI: the PNG's width in pixels is then known (see MAX_WIDTH_IN), whatever the
+        # learner's matplotlib settings, and JupyterLab shows it at its natural size.
+        fig = self.plt.figure(figsize=figsize, dpi=FIGURE_DPI)
         self.plt.close(fig)
         return fig
 
@@ -93,6 +98,75 @@ class _Figures:
 def _short(text: str, width: int) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# --------------------------------------------------------------------------------------------
+# Sizes: every figure fits JupyterLab's notebook width at 100 % zoom, with readable text
+#
+# JupyterLab scales an image down to the output area's width (about 970 px in a 1400 px window with
+# the file browser open), and text in a scaled-down PNG shrinks with it. So the course's figures are
+# drawn at a fixed DPI, never wider than MAX_WIDTH_IN, with no text smaller than MIN_FONT_PT:
+# 8 pt at 100 dpi is 11 px in the browser. Layouts are measured in inches (one data unit = one inch).
+
+FIGURE_DPI = 100
+MAX_WIDTH_IN = 9.3            # 930 px at FIGURE_DPI: inside the notebook's width
+MIN_FONT_PT = 8.0             # 8 pt at 100 dpi = 11.1 px
+TEXT_PT = 8.0                 # labels, notes, legends
+TITLE_PT = 10.5
+
+
+@lru_cache(maxsize=None)
+def _font(size: float, family: str, weight: str):
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+    return TextToPath(), FontProperties(family=family, size=size, weight=weight)
+
+
+@lru_cache(maxsize=8192)
+def _text_width_in(text: str, size: float = TEXT_PT, *, family: str = "sans-serif", weight: str = "normal") -> float:
+    """The width of one line of ``text`` in inches, as matplotlib will draw it."""
+    to_path, prop = _font(size, family, weight)
+    width, _h, _d = to_path.get_text_width_height_descent(text, prop, ismath=False)
+    return width / 72.0
+
+
+def _fit_lines(text: str, width_in: float, size: float = TEXT_PT, *, max_lines: int = 4,
+               family: str = "sans-serif", weight: str = "normal") -> list[str]:
+    """``text`` wrapped at spaces into lines no wider than ``width_in`` (measured, not guessed);
+    a word wider than a line is cut into pieces; past ``max_lines`` the last line ends with "…"."""
+    def fits(s: str) -> bool:
+        # 5 % of slack: Agg at 100 dpi draws a line a little wider than the font's own metrics
+        return _text_width_in(s, size, family=family, weight=weight) * 1.05 <= width_in
+
+    lines: list[str] = []
+    cur = ""
+    for word in str(text).split():
+        while not fits(word):                      # a very long token: break it after - . : / if it can
+            k = len(word)
+            while k > 1 and not fits(word[:k]):
+                k -= 1
+            cut = max(word.rfind(ch, 0, k) for ch in "-.:/,")
+            k = cut + 1 if cut > 0 else k
+            if cur:
+                lines.append(cur)
+                cur = ""
+            lines.append(word[:k])
+            word = word[k:]
+        cand = f"{cur} {word}" if cur else word
+        if fits(cand):
+            cur = cand
+        else:
+            lines.append(cur)
+            cur = word
+    if cur or not lines:
+        lines.append(cur)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        last = lines[-1]
+        while last and not fits(last + " …"):
+            last = last[:-1]
+        lines[-1] = last.rstrip() + " …"
+    return lines
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,92 +183,101 @@ def path_places(path: Path) -> list[str]:
     return places
 
 
-def _wrap(text: str, width: int = 18, max_lines: int = 3) -> str:
-    words, lines, cur = str(text).split(), [], ""
-    for w in words:
-        if cur and len(cur) + 1 + len(w) > width:
-            lines.append(cur)
-            cur = w
-        else:
-            cur = f"{cur} {w}".strip()
-    lines.append(cur)
-    if len(lines) > max_lines:
-        lines = lines[:max_lines]
-        lines[-1] = _short(lines[-1] + " …", width)
-    return "\n".join(_short(line, width + 4) for line in lines)
+def _badge(ax, x, y, number, color, zorder=4):
+    ax.text(x, y, str(number), ha="center", va="center", fontsize=TEXT_PT, color="white", fontweight="bold",
+            zorder=zorder, bbox=dict(boxstyle="circle,pad=0.25", facecolor=color, edgecolor="none"))
 
 
-def plot_path(path: Path, ax=None, *, title: str | None = None, width: int = 72):
-    """Draw one way in: places as boxes, hops as numbered arrows coloured by component.
+def plot_path(path: Path, ax=None, *, title: str | None = None, max_width: float = MAX_WIDTH_IN):
+    """Draw one way in: places as boxes, hops as numbered arrows coloured by component, and each
+    hop's note on its row, to the right of the boxes.
 
     Hop N's arrow starts in the box where its component acts and ends where hop N+1 acts (the
-    last hop marks its own box). Returns the Figure. Arrows carry ``gid="hop-N"``, place boxes
-    ``gid="place-NAME"``, so tests (and curious learners) can find them.
+    last hop marks its own box). At most ``max_width`` inches wide (JupyterLab's notebook width at
+    100 dpi); no text under 8 pt; each row is as tall as its note. Returns the Figure. Arrows carry
+    ``gid="hop-N"``, place boxes ``gid="place-NAME"``, notes ``gid="note-N"``.
     """
     matplotlib, plt = _plt()
     from matplotlib.lines import Line2D
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
     places = path_places(path)
-    n = max(len(path.hops), 1)
-    if ax is None:
-        fig = plt.figure((1.9 * len(places) + 6.2, 1.7 + 0.5 * n))
-        grid = fig.add_gridspec(1, 2, width_ratios=[1.9 * len(places), 6.0], wspace=0.02)
-        ax = fig.add_subplot(grid[0, 0])
-        tax = fig.add_subplot(grid[0, 1])
-    else:
-        fig, tax = ax.figure, ax   # one axes given: the hop list goes to its right-hand side
-    col = {p: i for i, p in enumerate(places)}
-    top, bottom = n + 0.3, -0.1
-    for place, x in col.items():
-        ax.add_patch(FancyBboxPatch((x - 0.44, bottom), 0.88, top - bottom,
-                                    boxstyle="round,pad=0.02,rounding_size=0.08", facecolor="#f4f4f4",
-                                    edgecolor="#9a9a9a", linewidth=1.0, zorder=0, gid=f"place-{place}"))
-        ax.text(x, top + 0.1, _wrap(place), ha="center", va="bottom", fontsize=8.5, fontweight="bold")
+    hops = list(path.hops)
+    W = max_width - 0.2            # savefig's tight bounding box adds 0.1 in on each side
+    margin, gap = 0.08, 0.18
+    col_w = min(1.3, 4.6 / max(len(places), 1))     # the boxes take at most half; the notes the rest
+    diagram_w = col_w * len(places)
+    notes_x = margin + diagram_w + gap
+    text_x = notes_x + 0.24                       # after the number badge
+    notes_w = W - text_x - margin
 
-    used: "OrderedDict[Component, None]" = OrderedDict()
-    lines = []
-    for row, hop in enumerate(path.hops):
-        y = n - row - 0.4
+    place_lines = [_fit_lines(p, col_w - 0.1, TEXT_PT + 0.5, max_lines=7, weight="bold") for p in places]
+    header_h = 0.17 * max(len(l) for l in place_lines) + 0.12
+    notes = []
+    for hop in hops:
+        addr = f" → {hop.dst}" if hop.dst else ""
+        notes.append(_fit_lines(f"{hop.component.value}: {hop.action}{addr}", notes_w, TEXT_PT, max_lines=6))
+    row_h = [max(0.36, 0.15 * len(lines) + 0.12) for lines in notes] or [0.4]
+
+    used: "OrderedDict[Component, None]" = OrderedDict((h.component, None) for h in hops)
+    control = any(h.plane == "control" for h in hops)
+    n_handles = len(used) + (1 if control else 0)
+    legend_cols = 4
+    legend_h = 0.22 * ((n_handles - 1) // legend_cols + 1) + 0.12 if n_handles else 0.0
+    title_h = 0.36
+    H = title_h + header_h + sum(row_h) + 0.15 + legend_h
+
+    if ax is None:
+        fig = plt.figure((W, H))
+        ax = fig.add_axes((0, 0, 1, 1))
+    else:
+        fig = ax.figure
+    ax.set_xlim(0, W)
+    ax.set_ylim(0, H)
+    ax.axis("off")
+
+    col = {p: margin + col_w * (i + 0.5) for i, p in enumerate(places)}
+    top = H - title_h
+    rows_top = top - header_h
+    bottom = rows_top - sum(row_h) - 0.06
+    for (place, x), lines in zip(col.items(), place_lines):
+        ax.add_patch(FancyBboxPatch((x - col_w / 2 + 0.05, bottom), col_w - 0.1, top - bottom,
+                                    boxstyle="round,pad=0.0,rounding_size=0.06", facecolor="#f4f4f4",
+                                    edgecolor="#9a9a9a", linewidth=1.0, zorder=0, gid=f"place-{place}"))
+        ax.text(x, top - 0.06, "\n".join(lines), ha="center", va="top", fontsize=TEXT_PT + 0.5,
+                fontweight="bold", linespacing=1.15)
+
+    y_top = rows_top
+    for row, (hop, lines, h) in enumerate(zip(hops, notes, row_h)):
+        y = y_top - h / 2
+        y_top -= h
         x0 = col[hop.place]
-        x1 = col[path.hops[row + 1].place] if row + 1 < len(path.hops) else x0
+        x1 = col[hops[row + 1].place] if row + 1 < len(hops) else x0
         color = component_color(hop.component)
         style = "--" if hop.plane == "control" else "-"
-        used[hop.component] = None
         if x1 == x0:   # the hop acts inside one box: a short curved arrow in it
-            start, end, conn = (x0 - 0.28, y), (x0 + 0.28, y), "arc3,rad=-0.5"
+            start, end, conn = (x0 - 0.3 * col_w, y), (x0 + 0.3 * col_w, y), "arc3,rad=-0.45"
         else:
             start, end, conn = (x0, y), (x1, y), "arc3,rad=0"
         ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=14, color=color,
                                      linewidth=2.0, linestyle=style, connectionstyle=conn, zorder=3,
                                      gid=f"hop-{hop.index}"))
-        ax.text(start[0] if x1 != x0 else x0, y + (0.0 if x1 != x0 else 0.12), str(hop.index),
-                ha="center", va="center", fontsize=8, color="white", fontweight="bold", zorder=4,
-                bbox=dict(boxstyle="circle,pad=0.2", facecolor=color, edgecolor="none"))
-        addr = f"  → {hop.dst}" if hop.dst else ""
-        lines.append((y, color, _wrap(f"{hop.index}. {hop.component.value}: {hop.action}{addr}", width, 2)))
-
-    ax.set_xlim(-0.55, len(places) - 0.45)
-    ax.set_ylim(-0.6, top + 0.9)
-    ax.axis("off")
-    for y, color, text in lines:
-        tax.text(0.0 if tax is not ax else len(places) - 0.4, y, text, ha="left", va="center", fontsize=7.5,
-                 color=color, transform=tax.transData)
-    if tax is not ax:
-        tax.set_xlim(0, 1)
-        tax.set_ylim(ax.get_ylim())
-        tax.axis("off")
+        _badge(ax, start[0] if x1 != x0 else x0, y + (0.0 if x1 != x0 else 0.07), hop.index, color)
+        _badge(ax, notes_x + 0.09, y, hop.index, color)
+        ax.text(text_x, y, "\n".join(lines), ha="left", va="center", fontsize=TEXT_PT, color="#1a1a1a",
+                linespacing=1.2, gid=f"note-{hop.index}")
 
     handles = [Line2D([0], [0], color=component_color(c), lw=3, label=c.value) for c in used]
-    if any(h.plane == "control" for h in path.hops):
+    if control:
         handles.append(Line2D([0], [0], color="black", lw=1.5, ls="--", label="control plane (dashed)"))
-    fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.01, 0.0),
-               ncol=min(5, max(1, len(handles))), fontsize=8, frameon=False)
+    if handles:
+        fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(margin / W, 0.02 / H),
+                   ncol=min(legend_cols, len(handles)), fontsize=TEXT_PT, frameon=False,
+                   handlelength=1.6, columnspacing=1.2)
     label = title or (f"{path.way.value}: {path.client} → {path.destination or 'nothing answers'}"
                       + ("   (model prediction)" if path.predicted else ""))
-    fig.suptitle(label, fontsize=11, x=0.01, ha="left")
-    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.5 / fig.get_figheight(),
-                        bottom=(0.25 + 0.22 * ((len(handles) - 1) // 5 + 1)) / fig.get_figheight())
+    label = "\n".join(_fit_lines(label, W - 2 * margin, TITLE_PT, max_lines=2))
+    fig.suptitle(label, fontsize=TITLE_PT, x=margin / W, y=1 - 0.06 / H, ha="left", va="top")
     return fig
 
 
@@ -277,89 +360,117 @@ def chain_graph(ruleset, start: str | tuple[str, str] = "PREROUTING", *, table: 
     return nodes, edges
 
 
-def plot_chain_graph(ruleset, start: str | tuple[str, str] = "PREROUTING", service: str | None = None, *,
-                     table: str = "nat", ax=None, max_nodes: int = 40, title: str | None = None):
-    """Draw the chains reachable from ``start``: columns by jump depth, boxes coloured by owner.
+def chain_tree(nodes, edges, start: str) -> list[tuple[int, str, str, bool]]:
+    """The graph unrolled into the tree a packet can walk, depth first in rule order: rows of
+    ``(depth, name, edge label, repeated)``. A chain met again (KUBE-MARK-MASQ from every endpoint,
+    a KUBE-SVC reached from both KUBE-SERVICES and KUBE-EXT) is a row of its own, ``repeated``,
+    and is not expanded a second time."""
+    children: dict[str, list[tuple[str, str]]] = {}
+    for a, b, label in edges:
+        kids = children.setdefault(a, [])
+        if all(b != k for k, _ in kids):
+            kids.append((b, label))
+    rows: list[tuple[int, str, str, bool]] = []
+    seen: set[str] = set()
 
-    Returns the Figure. Chain boxes carry ``gid="chain-NAME"``, edges ``gid="edge-A->B"``.
+    def walk(name: str, depth: int, label: str) -> None:
+        repeated = name in seen
+        rows.append((depth, name, label, repeated))
+        if repeated:
+            return
+        seen.add(name)
+        for child, child_label in children.get(name, []):
+            if child in nodes:
+                walk(child, depth + 1, child_label)
+
+    walk(start, 0, "")
+    return rows
+
+
+def plot_chain_graph(ruleset, start: str | tuple[str, str] = "PREROUTING", service: str | None = None, *,
+                     table: str = "nat", ax=None, max_nodes: int = 40, title: str | None = None,
+                     max_width: float = MAX_WIDTH_IN):
+    """Draw the chains reachable from ``start`` as a tree, top to bottom: each chain one row,
+    indented under the chain that jumps to it, in rule order; boxes coloured by owner; kube-proxy's
+    ``--probability`` beside the endpoint chain it picks. A chain met a second time is drawn again
+    (dashed, not expanded: "↑ above"); rule targets (DNAT ...) are dotted. The figure is narrow and as tall as the tree, so it is never
+    shrunk to the notebook's width.
+
+    Returns the Figure. Each chain's first box carries ``gid="chain-NAME"`` (repeats
+    ``"chain-NAME#2"``, ...), each edge ``gid="edge-A->B"``.
     """
     matplotlib, plt = _plt()
     from matplotlib.patches import FancyArrowPatch, Patch
 
     nodes, edges = chain_graph(ruleset, start, table=table, service=service, max_nodes=max_nodes)
-    by_depth: dict[int, list[str]] = {}
-    for name, info in nodes.items():
-        by_depth.setdefault(info["depth"], []).append(name)
-    rows = max(len(v) for v in by_depth.values())
+    start_name = start[1] if isinstance(start, tuple) else start
+    tree = chain_tree(nodes, edges, start_name)
+    margin, pad, indent, row_h, box_h = 0.12, 0.05, 0.42, 0.28, 0.21
 
-    def half(name: str) -> float:   # half a box's width: ~0.034 data units per character
-        return 0.034 * len(_short(name, 30)) + 0.12
+    def box_w(name: str) -> float:
+        return _text_width_in(name, TEXT_PT, family="monospace") * 1.05 + 2 * pad
 
-    # Columns as narrow as their widest box, with room for the arrows between them (1 unit ~ 1 inch).
-    xs: dict[int, float] = {}
-    x = 0.0
-    depths = sorted(by_depth)
-    for k, depth in enumerate(depths):
-        if k:
-            prev = max(half(n) for n in by_depth[depths[k - 1]])
-            x += prev + max(half(n) for n in by_depth[depth]) + 1.1
-        xs[depth] = x
-    left = max(half(n) for n in by_depth[depths[0]]) + 0.2
-    right = x + max(half(n) for n in by_depth[depths[-1]]) + 0.2
+    tree_w = max(margin + d * indent + box_w(n) + 0.08 + _text_width_in("p=0.00  ↑ above", TEXT_PT)
+                 for d, n, _l, _r in tree)
+    capped = f"   (first {max_nodes} boxes; raise max_nodes for more)" if len(nodes) >= max_nodes else ""
+    label = title or f"{table} {start_name}" + (f" for {service}" if service else "") + capped
+    owners_seen: "OrderedDict[str, None]" = OrderedDict((nodes[n]["owner"], None) for _d, n, _l, _r in tree)
+    legend_labels = ["rule target (leaf)" if o == "target" else o for o in owners_seen]
+    legend_w = max([_text_width_in(l, TEXT_PT) for l in legend_labels] + [_text_width_in("owner", TEXT_PT)]) + 0.5
+    W = min(max_width - 0.2, max(tree_w + 0.3 + legend_w + margin, 5.0))   # savefig pads 0.1 in a side
+    title_lines = _fit_lines(label, W - 2 * margin, TITLE_PT, max_lines=3)
+    title_h = 0.18 * len(title_lines) + 0.2
+    H = title_h + row_h * len(tree) + 0.12
+
     if ax is None:
-        fig, ax = plt.subplots((max(7.0, (left + right) * 0.95 + 1.8), max(2.5, 0.62 * rows + 1.6)))
+        fig = plt.figure((W, H))
+        ax = fig.add_axes((0, 0, 1, 1))
     else:
         fig = ax.figure
-    pos: dict[str, tuple[float, float]] = {}
-    parents: dict[str, list[str]] = {}
-    for a, b, _label in edges:
-        parents.setdefault(b, []).append(a)
-    for depth in depths:
-        names = by_depth[depth]
-        if depth != depths[0]:
-            # order a column by where its parents sit (top first): far fewer crossing arrows
-            def height(name, names=names):
-                ys = [pos[p][1] for p in parents.get(name, []) if p in pos]
-                return -(sum(ys) / len(ys)) if ys else 0.0
-            names = sorted(names, key=height)
-        for i, name in enumerate(names):
-            pos[name] = (xs[depth], ((len(names) - 1) / 2 - i) * 0.9)   # centred column
-    for a, b, label in edges:
-        (x0, y0), (x1, y1) = pos[a], pos[b]
-        rad = 0.0 if x1 > x0 else 0.4
-        # boxes are about 0.034 data units per character wide (monospace 7.5 pt, ~1 inch per unit)
-        start_pt = (x0 + half(a), y0) if x1 > x0 else (x0 + half(a), y0)
-        end_pt = (x1 - half(b), y1) if x1 > x0 else (x1 + half(b), y1)
-        ax.add_patch(FancyArrowPatch(start_pt, end_pt, arrowstyle="-|>", mutation_scale=10,
-                                     color="#555555", lw=0.9, connectionstyle=f"arc3,rad={rad}",
-                                     zorder=1, gid=f"edge-{a}->{b}"))
-        if label:
-            ax.text((start_pt[0] + end_pt[0]) / 2, (start_pt[1] + end_pt[1]) / 2 + 0.08, label,
-                    fontsize=7, ha="center", va="bottom", color="#333333",
-                    bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8), zorder=2)
-    owners_seen: "OrderedDict[str, None]" = OrderedDict()
-    for name, info in nodes.items():
-        x, y = pos[name]
-        owner = info["owner"]
-        owners_seen[owner] = None
-        ax.text(x, y, _short(name, 30), ha="center", va="center", fontsize=7.5, zorder=3,
-                family="monospace", gid=f"chain-{name}",
-                bbox=dict(boxstyle="round,pad=0.3", fc=owner_color(owner),
-                          ec="black" if info["kind"] == "chain" else "#555555",
-                          ls="-" if info["kind"] == "chain" else ":", alpha=0.9))
-    handles = [Patch(facecolor=owner_color(o), edgecolor="black",
-                     label="rule target (leaf)" if o == "target" else o) for o in owners_seen]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
-              title="owner", title_fontsize=8)
-    ys = [p[1] for p in pos.values()] or [0]
-    ax.set_xlim(-left, right)
-    ax.set_ylim(min(ys) - 0.7, max(ys) + 0.7)
+    ax.set_xlim(0, W)
+    ax.set_ylim(0, H)
     ax.axis("off")
-    start_name = start[1] if isinstance(start, tuple) else start
-    capped = f"   (first {max_nodes} boxes; raise max_nodes for more)" if len(nodes) >= max_nodes else ""
-    ax.set_title(title or f"{table} {start_name}" + (f" for {service}" if service else "") + capped,
-                 fontsize=11, loc="left")
-    fig.tight_layout()
+
+    pos: dict[int, tuple[float, float]] = {}     # row -> (left x, centre y)
+    stack: list[int] = []                          # rows of the current ancestors, by depth
+    count: dict[str, int] = {}
+    for i, (depth, name, edge_label, repeated) in enumerate(tree):
+        x = margin + depth * indent
+        y = H - title_h - row_h * (i + 0.5)
+        pos[i] = (x, y)
+        del stack[depth:]
+        info = nodes[name]
+        count[name] = count.get(name, 0) + 1
+        gid = f"chain-{name}" if count[name] == 1 else f"chain-{name}#{count[name]}"
+        ax.text(x + pad, y, name, ha="left", va="center", fontsize=TEXT_PT, zorder=3, family="monospace",
+                gid=gid, bbox=dict(boxstyle=f"round,pad={pad * 72 / TEXT_PT:.2f}", fc=owner_color(info["owner"]),
+                                   ec="black" if info["kind"] == "chain" else "#555555",
+                                   ls=":" if info["kind"] != "chain" else "--" if repeated else "-",
+                                   alpha=0.9))
+        after = x + box_w(name) + 0.08
+        notes = []
+        if edge_label:
+            notes.append(edge_label)
+        if repeated and any(a == name for a, _b, _l in edges):
+            notes.append("↑ above")
+        if notes:
+            ax.text(after, y, "  ".join(notes), ha="left", va="center", fontsize=TEXT_PT, color="#333333",
+                    zorder=3)
+        if stack:
+            parent = stack[-1]
+            px, py = pos[parent]
+            ax.add_patch(FancyArrowPatch((px + indent * 0.45, py - box_h / 2), (x - 0.01, y),
+                                         arrowstyle="-|>", mutation_scale=9, color="#555555", lw=0.9,
+                                         connectionstyle="angle,angleA=-90,angleB=180,rad=0",
+                                         shrinkA=0, shrinkB=0, zorder=1, gid=f"edge-{tree[parent][1]}->{name}"))
+        stack.append(i)
+
+    handles = [Patch(facecolor=owner_color(o), edgecolor="black", label=l)
+               for o, l in zip(owners_seen, legend_labels)]
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=((W - legend_w - margin) / W, 1 - title_h / H),
+               ncol=1, fontsize=TEXT_PT, frameon=False, title="owner", title_fontsize=TEXT_PT,
+               alignment="left", handlelength=1.4)
+    fig.suptitle("\n".join(title_lines), fontsize=TITLE_PT, x=margin / W, y=1 - 0.06 / H, ha="left", va="top")
     return fig
 
 
@@ -393,7 +504,7 @@ def plot_probabilities(predicted, measured=None, *, rule_probabilities=None, ax=
     rules = _as_mapping(rule_probabilities)
     labels = list(OrderedDict.fromkeys([*pred, *meas]))
     if ax is None:
-        fig, ax = plt.subplots((max(6.0, 1.6 * len(labels) + 2), 3.6))
+        fig, ax = plt.subplots((min(MAX_WIDTH_IN, max(6.0, 1.6 * len(labels) + 2)), 3.6))
     else:
         fig = ax.figure
     xs = range(len(labels))
@@ -429,7 +540,7 @@ def plot_latency(df, *, ax=None, value: str = "ms", by: str = "way", title: str 
     from matplotlib.lines import Line2D
     groups = list(OrderedDict.fromkeys(df[by].tolist()))
     if ax is None:
-        fig, ax = plt.subplots((max(6.0, 1.8 * len(groups) + 2), 3.6))
+        fig, ax = plt.subplots((min(MAX_WIDTH_IN, max(6.0, 1.8 * len(groups) + 2)), 3.6))
     else:
         fig = ax.figure
     predicted = bool("predicted" in df.columns and df["predicted"].any())
@@ -464,7 +575,7 @@ def plot_components(paths: Mapping[str, Path], *, ax=None, title: str | None = N
     ways = [getattr(k, "value", str(k)) for k in paths]
     comps = [c for c in Component if any(c in p.components for p in paths.values())]
     if ax is None:
-        fig, ax = plt.subplots((1.05 * len(comps) + 2.6, 0.55 * len(ways) + 2.0))
+        fig, ax = plt.subplots((min(MAX_WIDTH_IN, 1.05 * len(comps) + 2.6), 0.55 * len(ways) + 2.0))
     else:
         fig = ax.figure
     for i, (way, path) in enumerate(zip(ways, paths.values())):
@@ -512,11 +623,11 @@ def _way_color(way) -> str:
     return COMPONENT_COLORS[comp] if comp else "#555555"
 
 
-def save(fig, path: str, dpi: int = 110) -> str:
+def save(fig, path: str, dpi: int = FIGURE_DPI) -> str:
     """Write a figure as PNG (for the HTML pages and for looking at it outside Jupyter)."""
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
 
 
-__all__ = ["COMPONENT_COLORS", "OWNER_COLORS", "component_color", "owner_color", "path_places", "plot_path",
+__all__ = ["COMPONENT_COLORS", "OWNER_COLORS", "FIGURE_DPI", "MAX_WIDTH_IN", "MIN_FONT_PT", "component_color", "owner_color", "path_places", "plot_path",
            "chain_graph", "plot_chain_graph", "plot_probabilities", "plot_latency", "plot_components", "save"]

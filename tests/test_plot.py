@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.text
 
 matplotlib.use("Agg")
 
@@ -80,15 +81,35 @@ def test_chain_graph_follows_jumps_by_depth_and_filters_by_service():
     assert "KUBE-SVC-DNSDNSDNSDNSDNSD" in all_nodes
 
 
+def test_chain_tree_unrolls_the_graph_in_rule_order():
+    nodes, edges = plot.chain_graph(ruleset(), "PREROUTING", service=SVC)
+    tree = plot.chain_tree(nodes, edges, "PREROUTING")
+    names = [(depth, name) for depth, name, _label, _rep in tree]
+    assert names[:4] == [(0, "PREROUTING"), (1, "KUBE-SERVICES"), (2, "KUBE-SVC-UUUUUUUUUUUUUUUU"),
+                         (3, "KUBE-MARK-MASQ")]
+    # every chain once expanded; a chain met again is a repeated row, not a second subtree
+    first = [name for _d, name, _l, rep in tree if not rep]
+    assert sorted(first) == sorted(nodes)
+    repeats = [name for _d, name, _l, rep in tree if rep]
+    assert repeats and set(repeats) == {"KUBE-MARK-MASQ"}
+    labels = {name: label for _d, name, label, _r in tree if label}
+    assert labels == {"KUBE-SEP-AAAAAAAAAAAAAAAA": "p=0.33", "KUBE-SEP-BBBBBBBBBBBBBBBB": "p=0.50"}
+    # top to bottom: every row is one chain, each child directly under its ancestors
+    for (d0, _n0, _l0, _r0), (d1, _n1, _l1, _r1) in zip(tree, tree[1:]):
+        assert d1 <= d0 + 1
+
+
 def test_plot_chain_graph_colours_boxes_by_owner():
     fig = plot.plot_chain_graph(ruleset(), "PREROUTING", service=SVC)
     texts = {t.get_gid(): t for ax in fig.axes for t in ax.texts if (t.get_gid() or "").startswith("chain-")}
     nodes, edges = plot.chain_graph(ruleset(), "PREROUTING", service=SVC)
-    assert set(texts) == {f"chain-{n}" for n in nodes}
+    assert {g for g in texts if "#" not in g} == {f"chain-{n}" for n in nodes}
+    assert {g.split("#")[0] for g in texts} == {f"chain-{n}" for n in nodes}
     box = texts["chain-KUBE-SERVICES"].get_bbox_patch()
     assert to_hex(box.get_facecolor()) == plot.owner_color("kube-proxy")
     assert to_hex(texts["chain-CNI-HOSTPORT-DNAT"].get_bbox_patch().get_facecolor()) == plot.owner_color("CNI portmap")
-    assert len(_patches(fig, FancyArrowPatch, "edge-")) == len(edges)
+    tree = plot.chain_tree(nodes, edges, "PREROUTING")
+    assert len(_patches(fig, FancyArrowPatch, "edge-")) == len(tree) - 1      # one arrow into each row
     assert "kube-proxy" in _legend_labels(fig)
 
 
@@ -146,3 +167,62 @@ def test_figures_save_as_png(tmp_path):
     out = plot.save(plot.plot_path(ingress_path()), str(tmp_path / "ingress.png"))
     data = open(out, "rb").read()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+# --------------------------------------------------------------------------------------------
+# Readable at the notebook's width: what IPython sends to JupyterLab for each course figure
+
+def _png_width(fig) -> int:
+    """The width of the PNG the notebook shows (IPython's inline formatter: bbox_inches="tight")."""
+    import struct
+    from IPython.core.pylabtools import print_figure
+    data = print_figure(fig, "png", bbox_inches="tight")
+    return struct.unpack(">II", data[16:24])[0]
+
+
+def _smallest_font(fig) -> float:
+    texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
+    return min(t.get_fontsize() for t in texts)
+
+
+def _course_figures():
+    """The figures the notebooks draw, from the course's own cluster on sim."""
+    from conftest import course_lab
+    lab = course_lab()
+    rules = lab.iptables()
+    yield "chain graph, whole PREROUTING (01)", plot.plot_chain_graph(rules, "PREROUTING")
+    for svc in ("default/url-shortener", "default/url-shortener-nodeport", "ingress-nginx/ingress-nginx-controller"):
+        yield f"chain graph for {svc}", plot.plot_chain_graph(rules, "PREROUTING", service=svc)
+    paths = {}
+    for way in ("port-forward", "clusterip", "nodeport", "hostport", "ingress"):
+        paths[way] = lab.path(way)
+        yield f"path {way}", plot.plot_path(paths[way])
+    yield "components", plot.plot_components(paths)
+    shares = {f"10.244.0.{i}:8080": 0.2 for i in range(4, 9)}
+    yield "probabilities (5 pods)", plot.plot_probabilities(shares, shares, rule_probabilities=shares, n=300)
+
+
+def test_course_figures_fit_the_notebook_width_with_readable_text():
+    """JupyterLab shrinks an image wider than the notebook (about 970 px at 1400 px with the file
+    browser open) and its text with it: every figure must be at most MAX_WIDTH_IN at FIGURE_DPI
+    (930 px) once IPython has cropped it, with no text under 8 pt (11 px at 100 dpi)."""
+    limit = round(plot.MAX_WIDTH_IN * plot.FIGURE_DPI)
+    assert limit <= 940
+    assert plot.MIN_FONT_PT * plot.FIGURE_DPI / 72 >= 10.5
+    for name, fig in _course_figures():
+        assert fig.dpi == plot.FIGURE_DPI, name
+        width = _png_width(fig)
+        assert 300 < width <= limit, (name, width)
+        assert _smallest_font(fig) >= plot.MIN_FONT_PT, (name, _smallest_font(fig))
+
+
+def test_fit_lines_measures_and_never_exceeds_the_width():
+    text = ("docker-proxy listens on 0.0.0.0:8080; for 127.0.0.1 the kernel DNAT is skipped (the DOCKER "
+            "rule needs a non-loopback destination), so docker-proxy accepts and opens a new connection")
+    lines = plot._fit_lines(text, 3.0, max_lines=10)
+    assert " ".join(lines) == text                      # nothing lost when it may take the lines it needs
+    assert all(plot._text_width_in(line) <= 3.0 for line in lines) and len(lines) > 2
+    short = plot._fit_lines(text, 3.0, max_lines=2)
+    assert len(short) == 2 and short[-1].endswith("…")
+    pod = plot._fit_lines("pod ingress-nginx-controller-xzj7krrbjj-glr8m", 1.0, max_lines=5)
+    assert all(line.endswith("-") for line in pod[1:-1])  # a long name breaks after its dashes
