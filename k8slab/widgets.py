@@ -131,12 +131,15 @@ _MONO = "font-family:monospace;font-size:11.5px;"
 
 def _table_html(df, *, caption: str = "", color_by: str | None = None, colors: Callable[[str], str] | None = None,
                 max_rows: int = 60, wrap: tuple[str, ...] = (), grow: str | None = None,
-                mono: tuple[str, ...] = (), css_class: Mapping[str, str] | None = None) -> str:
+                mono: tuple[str, ...] = (), css_class: Mapping[str, str] | None = None,
+                min_width: Mapping[str, str] | None = None) -> str:
     """A plain HTML table, left-aligned at a normal line height. ``wrap``: the columns that wrap (the
-    others stay on one line); ``grow``: the one that takes the remaining width; ``mono``: columns in
-    a monospace font; ``css_class``: a class per column (a hook for tests and for learners' own CSS)."""
+    others stay on one line); ``grow``: the one that takes the remaining width; ``min_width``: a
+    wrapping column's least width (CSS); ``mono``: columns in a monospace font; ``css_class``: a
+    class per column (a hook for tests and for learners' own CSS)."""
     cols = list(df.columns)
     css_class = dict(css_class or {})
+    min_width = dict(min_width or {})
     parts = [f'<table style="{_TABLE}">']
     if caption:
         parts.append(f'<caption style="text-align:left;font-weight:bold;padding:2px 0">{html.escape(caption)}</caption>')
@@ -151,6 +154,8 @@ def _table_html(df, *, caption: str = "", color_by: str | None = None, colors: C
             v = row[c]
             text = "" if _blank(v) else str(v)
             base = (_WRAP if c in wrap else _CELL) + (_GROW if c == grow else "")
+            if c in min_width:
+                base += f";min-width:{min_width[c]}"
             font = _MONO if c in mono else ""
             klass = f' class="{css_class[c]}"' if c in css_class else ""
             cells.append(f'<td{klass} style="{font}{base}">{html.escape(text)}</td>')
@@ -400,7 +405,7 @@ class PathExplorer:
         path = self.paths[way]
         table = _table_html(self.frame(way), caption=self.caption(way), color_by="component",
                             colors=component_color, wrap=("place", "action"), grow="action",
-                            mono=("src", "dst"),
+                            min_width={"place": "15em"}, mono=("src", "dst"),
                             css_class={"action": "k8slab-action"})
         notes = [n for n in path.notes if not n.startswith("predicted by a model")]
         if notes:

@@ -203,9 +203,10 @@ class Notebook:
         """A screenshot of the window, as the learner sees it (with ``element`` scrolled to the top)."""
         SHOTS.mkdir(parents=True, exist_ok=True)
         path = SHOTS / f"{self.stem}-{what}.png"
-        if element is not None:
-            element.evaluate("e => e.scrollIntoView({block: 'start'})")
-            self.page.wait_for_timeout(300)
+        if element is not None:       # twice: cells far away are laid out only once near the view
+            for _ in range(2):
+                element.evaluate("e => e.scrollIntoView({block: 'start'})")
+                self.page.wait_for_timeout(300)
         self.page.screenshot(path=str(path))
         return path
 
