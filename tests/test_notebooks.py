@@ -33,6 +33,39 @@ def test_committed_notebooks_carry_sim_outputs():
         assert "backend: sim" in "".join(o.get("text", "") for o in first.outputs), path.name
 
 
+def test_committed_notebooks_are_in_the_form_jupyterlab_saves():
+    """Opened in JupyterLab, a committed notebook is not modified (tests/test_browser.py checks it
+    in a browser): the kernel spec's display name, one output per stream run, and no widget view or
+    widget state (a saved widget is dead until its cell runs again: the static view stands in)."""
+    import nbformat
+    from k8slab.course import WIDGET_MIME, kernel_display_name
+    display_name = kernel_display_name("python3")
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        if display_name:
+            assert nb.metadata["kernelspec"]["display_name"] == display_name, path.name
+        assert "widgets" not in nb.metadata, path.name
+        for cell in nb.cells:
+            outs = cell.get("outputs", [])
+            assert not any(WIDGET_MIME in o.get("data", {}) for o in outs), path.name
+            for a, b in zip(outs, outs[1:]):
+                assert not (a.output_type == b.output_type == "stream" and a.name == b.name), \
+                    (path.name, cell.source[:60])
+
+
+def test_widget_cells_show_a_sentence_and_the_static_view_before_they_run():
+    import nbformat
+    found = 0
+    for path in NOTEBOOKS:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if "widget" not in cell.get("metadata", {}).get("tags", []):
+                continue
+            found += 1
+            html = "".join(o.get("data", {}).get("text/html", "") for o in cell.outputs)
+            assert "Run this cell" in html and "<table" in html, (path.name, cell.source[:60])
+    assert found >= 2
+
+
 def test_widget_cells_are_ignored_by_nbval():
     import nbformat
     for path in NOTEBOOKS:
