@@ -29,13 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-import yaml
-
 from ..errors import ManifestError
 from ..netfilter.nft.names import chain_base, endpoint_chain_base
 from .kubeproxy import _categorize, service_ports
 from .objects import EndpointSlice, Service
-from .settings import ProxierSettings
+from .settings import ProxierSettings, read_settings_section
 
 TABLE = "kube-proxy"
 
@@ -82,17 +80,7 @@ class NftProxierSettings:
     @classmethod
     def from_file(cls, spec: str | Path) -> "NftProxierSettings":
         text = str(spec)
-        path, _, section = text.partition("#")
-        p = Path(path)
-        if not p.exists():
-            raise ManifestError(f"{p}: no such settings file (give FILE or FILE#SECTION)")
-        data = yaml.safe_load(p.read_text()) or {}
-        if section:
-            if section not in data:
-                raise ManifestError(f"{p}: no section {section!r}; sections: {', '.join(map(str, data))}")
-            data = data[section]
-        elif "nodeName" not in data and data:
-            data = data.get("nftables") or next(iter(data.values()))
+        data = read_settings_section(text, default_section="nftables")
         return cls.from_mapping(data, where=text)
 
 

@@ -18,6 +18,23 @@ LOCALHOST_NPS_COUNTER = "localhost_nps_accepted_pkts"
 CT_INVALID_COUNTER = "ct_state_invalid_dropped_pkts"
 
 
+def read_settings_section(spec: str, default_section: str | None = None) -> dict:
+    """The mapping of ``FILE#SECTION`` (a settings file of kube-proxy's tests). Without a section, a
+    file of several sections gives ``default_section`` where it has one, else its first."""
+    path, _, section = str(spec).partition("#")
+    p = Path(path)
+    if not p.exists():
+        raise ManifestError(f"{p}: no such settings file (give FILE or FILE#SECTION)")
+    data = yaml.safe_load(p.read_text()) or {}
+    if section:
+        if section not in data:
+            raise ManifestError(f"{p}: no section {section!r}; sections: {', '.join(map(str, data))}")
+        return data[section]
+    if "nodeName" not in data and data:
+        return (data.get(default_section) if default_section else None) or next(iter(data.values()))
+    return data
+
+
 @dataclass(frozen=True)
 class ProxierSettings:
     """The proxier fields that shape the rules. Defaults are kube-proxy's own defaults.
@@ -75,17 +92,7 @@ class ProxierSettings:
     def from_file(cls, spec: str | Path) -> "ProxierSettings":
         """``"overall-settings.yaml#iptables"``: a settings file, and the section to read."""
         text = str(spec)
-        path, _, section = text.partition("#")
-        p = Path(path)
-        if not p.exists():
-            raise ManifestError(f"{p}: no such settings file (give FILE or FILE#SECTION)")
-        data = yaml.safe_load(p.read_text()) or {}
-        if section:
-            if section not in data:
-                raise ManifestError(f"{p}: no section {section!r}; sections: {', '.join(map(str, data))}")
-            data = data[section]
-        elif "nodeName" not in data and len(data) >= 1:
-            data = next(iter(data.values()))
+        data = read_settings_section(text)
         return cls.from_mapping(data, where=text)
 
     @classmethod
