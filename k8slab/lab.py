@@ -615,21 +615,23 @@ class Lab:
         return resp
 
     def request(self, url: str, host: str | None = None, from_: str = "host",
-                source: str | None = None) -> Response:
+                source: str | None = None, timeout: float = 10.0) -> Response:
         """One HTTP GET from the learner's machine (``host``), a node or a pod (default: the course's
-        client pod). ``Response.note`` says when it had to be sent otherwise (see the kind backend)."""
+        client pod). ``Response.note`` says when it had to be sent otherwise (see the kind backend).
+        ``timeout`` (seconds): how long to wait for an answer that may never come."""
         source = self._source(from_, source)
-        resp = self.backend.request(url, host=host, from_=from_, source=source)
+        resp = self.backend.request(url, host=host, from_=from_, source=source, timeout=timeout)
         return self._keep(resp, {"url": url, "host": host, "from_": from_, "source": source})
 
     def requests(self, url: str, count: int, host: str | None = None, from_: str = "host",
-                 source: str | None = None) -> list[Response]:
+                 source: str | None = None, timeout: float = 10.0) -> list[Response]:
         """``count`` GETs, each a new connection (to see how a Service spreads them). On kind they go
         out in one command, not one ``kubectl exec`` each."""
         if int(count) < 1:
             raise ValueError(f"count must be >= 1, got {count}")
         source = self._source(from_, source)
-        answers = self.backend.requests(url, int(count), host=host, from_=from_, source=source)
+        answers = self.backend.requests(url, int(count), host=host, from_=from_, source=source,
+                                        timeout=timeout)
         question = {"url": url, "host": host, "from_": from_, "source": source}
         return [self._keep(r, question) for r in answers]
 
