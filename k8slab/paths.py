@@ -40,17 +40,41 @@ class Way(str, Enum):
     INGRESS = "ingress"
 
 
+#: What a hop did to the packet's addresses (``Hop.rewrote``): nothing, the destination (DNAT), the
+#: source (MASQUERADE/SNAT), both, or a proxy that accepted the connection and opened a new one.
+REWROTE_NOTHING = ""
+REWROTE_DST = "dst"
+REWROTE_SRC = "src"
+REWROTE_BOTH = "src and dst"
+NEW_CONNECTION = "new connection"
+
+
 @dataclass(frozen=True)
 class Hop:
-    """One step of a path. ``place`` is the box it happens in (host, node, a pod's namespace)."""
+    """One step of a path. ``place`` is the box it happens in (host, node, a pod's namespace).
+
+    ``src`` and ``dst`` are the packet's addresses (``ip:port``) *after* this hop: what the next hop
+    receives. ``rewrote`` says which of them this hop changed (:data:`REWROTE_DST` for a DNAT, ...,
+    :data:`NEW_CONNECTION` for a proxy); ``stand_in`` is True where the backend has no such
+    component and something else does its job (the netns backend's relay for kubectl, the API
+    server, the kubelet, the runtime and docker-proxy)."""
     index: int
     component: Component
     place: str
     action: str                      # what happens, in a learner's words
-    src: str | None = None           # address:port before the hop
-    dst: str | None = None           # address:port after the hop
+    src: str | None = None           # the packet's source address:port after the hop
+    dst: str | None = None           # the packet's destination address:port after the hop
     plane: str = "data"              # "data" or "control"
     evidence: tuple[str, ...] = ()   # rule lines, chain names, config lines that make this hop happen
+    rewrote: str = REWROTE_NOTHING   # which address this hop changed (see REWROTE_*, NEW_CONNECTION)
+    stand_in: bool = False           # a stand-in does this hop's job on this backend
+
+    @property
+    def packet(self) -> str:
+        """The packet after this hop, ``"src → dst"`` (empty when the hop moves no packet)."""
+        if not self.src and not self.dst:
+            return ""
+        return f"{self.src or '?'} → {self.dst or '?'}"
 
 
 @dataclass
@@ -85,12 +109,32 @@ class Path:
         return any(h.component in (Component.KUBE_PROXY, Component.CNI_PORTMAP, Component.DOCKER)
                    for h in self.hops)
 
+    @property
+    def answered_at(self) -> str | None:
+        """Where the answering process accepts: the last hop's destination. For port-forward that is
+        127.0.0.1:PORT inside the pod's network namespace, not the pod IP (``destination``)."""
+        if self.destination is None or not self.hops:
+            return None
+        return self.hops[-1].dst
+
+    def headline(self) -> str:
+        """One line for a title: the way, where it starts, and who accepts at which address."""
+        last = self.hops[-1] if self.hops else None
+        if self.destination is None or last is None:
+            end = "nothing answers"
+        else:
+            end = f"{last.component.value} in {last.place} at {last.dst}"
+        return f"{self.way.value}: {self.client} → {end}"
+
     def frame(self):
+        """One row per hop: who acts where, what it does, the packet after it (``src → dst``), which
+        address it rewrote, and whether a stand-in does it on this backend."""
         import pandas as pd
         return pd.DataFrame([{
             "hop": h.index, "component": h.component.value, "place": h.place, "action": h.action,
-            "src": h.src, "dst": h.dst, "plane": h.plane,
-        } for h in self.hops])
+            "packet after this hop": h.packet, "rewrote": h.rewrote, "stand-in": h.stand_in, "plane": h.plane,
+        } for h in self.hops], columns=["hop", "component", "place", "action", "packet after this hop",
+                                         "rewrote", "stand-in", "plane"])
 
 
 # =============================================================================================
@@ -339,25 +383,38 @@ def kernel_hops(outcome, *, place: str, start: int, src: str | None, dst: str | 
             continue
         actions = []
         evidence = []
+        changed: set[str] = set()
         for h in group:
             act = h.action
             actions.append(act)
             evidence.append(_strip_counter(h.rule.line) if h.rule.line else (h.line or ""))
             base = act.split(" [", 1)[0]
             if base.startswith(("DNAT ", "REDIRECT ")):
-                dst = base.split(" ", 1)[1]
+                new_dst = base.split(" ", 1)[1]
+                if new_dst != dst:
+                    changed.add("dst")
+                dst = new_dst
             elif base.startswith("MASQUERADE") or base.startswith("SNAT"):
                 new = masq_source
                 if base.startswith("SNAT") and outcome.source:
                     new = outcome.source
                 if new and src:
                     port = src.rsplit(":", 1)[1] if ":" in src else ""
-                    src = f"{new}:{port}" if port else new
+                    new_src = f"{new}:{port}" if port else new
+                    if new_src != src:
+                        changed.add("src")
+                    src = new_src
         comp = _component_for(first.table, first.chain, group[-1].rule.target)
         text = f"{first.table} {first.chain}: " + "; ".join(actions)
         hops.append(Hop(start + len(hops), comp, place, text, src, dst, "data",
-                        tuple(evidence)))
+                        tuple(evidence), _rewrote(changed)))
     return hops, src, dst
+
+
+def _rewrote(changed: set[str]) -> str:
+    if changed >= {"src", "dst"}:
+        return REWROTE_BOTH
+    return REWROTE_DST if "dst" in changed else REWROTE_SRC if "src" in changed else REWROTE_NOTHING
 
 
 def _routing_describer(cluster, node):
@@ -440,9 +497,51 @@ def build_path(way, *, cluster_model, node_rules, host_rules=None, nodes=None, b
         path = _ingress(host=host, url_path=url_path, **kw)
     path.backend = backend
     path.predicted = predicted
+    _mark_stand_ins(path, nodes)
     if predicted:
         path.notes.append("predicted by a model (sim), not read off a live cluster")
     return path
+
+
+def _api_server_endpoint(cluster, cp) -> str:
+    """The API server's ip:port: the endpoint of Service default/kubernetes, else the control-plane:6443."""
+    try:
+        eps = cluster.endpoints_of("kubernetes", "default")
+    except Exception:       # no such Service in a hand-made model
+        eps = []
+    return eps[0] if eps else f"{cp.ip}:6443"
+
+
+#: The components the netns backend has no process for, and what does their job instead: its relay
+#: (k8slab.backends.nsrelay) accepts on 127.0.0.1:PORT of the host's namespace and dials
+#: 127.0.0.1:PORT inside the pod (port-forward), or the node's IP (docker-proxy). See the docstring
+#: of k8slab/backends/netns/backend.py, "Stand-ins, labelled as such".
+NETNS_STAND_INS = frozenset({Component.KUBECTL, Component.API_SERVER, Component.KUBELET, Component.RUNTIME,
+                             Component.DOCKER_PROXY})
+
+
+def stand_ins(nodes: Iterable[Any]) -> frozenset:
+    """The components a stand-in replaces, read off how the backend describes its nodes
+    (``NodeInfo.runs_as``): a node that is a network namespace (the netns backend) runs no kubelet,
+    no container runtime and no API server, and its host has no kubectl or docker-proxy; a Docker
+    container (kind) or a model (sim, whose every hop is a prediction anyway) has none stood in."""
+    for n in nodes or ():
+        if "network namespace" in (getattr(n, "runs_as", "") or ""):
+            return NETNS_STAND_INS
+    return frozenset()
+
+
+def _mark_stand_ins(path: Path, nodes) -> None:
+    stood = stand_ins(nodes)
+    marked = [h.component.value for h in path.hops if h.component in stood]
+    if not marked:
+        return
+    from dataclasses import replace
+    path.hops[:] = [replace(h, stand_in=True) if h.component in stood else h for h in path.hops]
+    runs_as = next((n.runs_as for n in nodes if getattr(n, "runs_as", "")), "")
+    path.notes.append(f"stand-in: the nodes here are {runs_as}; no {', '.join(dict.fromkeys(marked))} "
+                      "process runs, and the backend's relay (k8slab.backends.nsrelay) does those hops' job: "
+                      "it accepts on the host's side and opens the connection the last of them would open")
 
 
 def _svc_port(svc, port: int | None = None):
@@ -479,20 +578,29 @@ def _port_forward(*, cluster, rules, host_rules, nodes, namespace, prefer, servi
     cport = pod.resolve_port(target, "TCP") if hasattr(pod, "resolve_port") else None
     cport = cport or (target if isinstance(target, int) else 8080)
     pnode = _node_named(nodes, pod.node_name) or cp
+    api = _api_server_endpoint(cluster, cp)
+    gw = _gateway(cluster)
+    # The packet after each hop: every user-space component accepts the bytes and opens a new
+    # connection of its own (../shared/notes/kind-networking-facts.md, "kubectl port-forward").
     hops = [
         Hop(1, Component.CLIENT, "host", f"curl http://{local}/", "127.0.0.1:50000", local),
         Hop(2, Component.KUBECTL, "host", f"kubectl accepts on {local}, picked pod {pod.name} for "
-            f"svc/{service}, and opens a pods/portforward stream to the API server", local,
-            f"{cp.ip}:6443", "control", (f"POST /api/v1/namespaces/{namespace}/pods/{pod.name}/portforward",)),
+            f"svc/{service}, and carries the bytes in a pods/portforward stream over its own connection to "
+            f"the API server {api} (kind publishes it on a 127.0.0.1 port of the host)", f"{gw}:40000", api,
+            "control", (f"POST /api/v1/namespaces/{namespace}/pods/{pod.name}/portforward",), NEW_CONNECTION),
         Hop(3, Component.API_SERVER, f"node {cp.name}", "authorizes pods/portforward and proxies the stream "
-            "to the kubelet of the pod's node", f"{cp.ip}:6443", f"{pnode.ip}:10250", "control",
-            (f"/portForward/{namespace}/{pod.name}",)),
+            f"over a new connection to the kubelet of the pod's node, {pnode.ip}:10250",
+            f"{cp.ip}:40000", f"{pnode.ip}:10250", "control", (f"/portForward/{namespace}/{pod.name}",),
+            NEW_CONNECTION),
         Hop(4, Component.KUBELET, f"node {pnode.name}", "hands the stream to the container runtime (CRI "
-            "PortForward)", f"{pnode.ip}:10250", "containerd streaming server", "control", ()),
+            "PortForward) and proxies it to containerd's streaming server on the node's loopback (a random "
+            "port)", "127.0.0.1:40000", "127.0.0.1:(random)", "control", (), NEW_CONNECTION),
         Hop(5, Component.RUNTIME, f"node {pnode.name}", f"enters the pod's network namespace and dials "
-            f"127.0.0.1:{cport}", "127.0.0.1", f"127.0.0.1:{cport}", "control", ()),
+            f"127.0.0.1:{cport} there: the packet never leaves the pod", "127.0.0.1:40000",
+            f"127.0.0.1:{cport}", "control", (), NEW_CONNECTION),
         Hop(6, Component.APP, _pod_place(pod), f"the app accepts on the pod's loopback, 127.0.0.1:{cport} "
-            f"(not {pod.ip}); it sees the client as 127.0.0.1", "127.0.0.1", f"127.0.0.1:{cport}", "data", ()),
+            f"(not the pod IP {pod.ip}); it sees the client as 127.0.0.1", "127.0.0.1:40000",
+            f"127.0.0.1:{cport}", "data", ()),
     ]
     p = Path(Way.PORT_FORWARD, hops, "host", f"{pod.ip}:{cport}", False, notes=notes)
     p.probability = Fraction(1)
@@ -625,16 +733,22 @@ def _host_hops(cluster, host_rules, node, hops: list[Hop]) -> tuple[str, int]:
                 if opt is not None and opt.value == str(hport):
                     evidence.append(_strip_counter(r.line) if r.line else "")
     if dnat_dst:
+        # the host routes the DNATed connection out of the kind bridge: from 127.0.0.1 it is
+        # masqueraded to the bridge address when the host's rules say so (the trace's outcome)
+        masq = bool(getattr(out, "masquerade", False))
         hops.append(Hop(len(hops) + 1, Component.DOCKER, "host", f"Docker's DNAT rule sends "
-                        f"127.0.0.1:{hport} to {dnat_dst}", "127.0.0.1:50000", dnat_dst, "data", tuple(evidence)))
-        # the host routes the DNATed connection out of the kind bridge, so it leaves from the bridge address
+                        f"127.0.0.1:{hport} to {dnat_dst}" + (f"; MASQUERADE: the source becomes {gw}" if masq
+                                                              else ""),
+                        f"{gw}:50000" if masq else "127.0.0.1:50000", dnat_dst, "data", tuple(evidence),
+                        REWROTE_BOTH if masq else REWROTE_DST))
         return gw, int(dnat_dst.rsplit(":", 1)[1])
     hops.append(Hop(len(hops) + 1, Component.DOCKER_PROXY, "host",
                     f"docker-proxy listens on {listen}:{hport}; for 127.0.0.1 the kernel DNAT is skipped "
                     f"(the DOCKER rule needs a non-loopback destination), so docker-proxy accepts and opens "
                     f"a new connection to {node.ip}:{cport} from the bridge address {gw}",
                     f"{gw}:40000", f"{node.ip}:{cport}", "data",
-                    tuple(evidence) + (f"docker run --publish {listen}:{hport}:{cport}/TCP (extraPortMappings)",)))
+                    tuple(evidence) + (f"docker run --publish {listen}:{hport}:{cport}/TCP (extraPortMappings)",),
+                    NEW_CONNECTION))
     return gw, cport
 
 
@@ -755,7 +869,7 @@ def _ingress(*, cluster, rules, host_rules, nodes, namespace, prefer, host, url_
         hops.append(Hop(len(hops) + 1, Component.INGRESS_CONTROLLER, place,
                         f"route host={rhost} path={rpath} -> {rsvc}: service-upstream, so nginx dials the "
                         f"ClusterIP {svc.cluster_ip}:{rport}", f"{ctrl_ip}:40000",
-                        f"{svc.cluster_ip}:{rport}", "data", evidence))
+                        f"{svc.cluster_ip}:{rport}", "data", evidence, NEW_CONNECTION))
         cnode = _node_named(nodes, ctrl.node_name) if ctrl is not None else node
         tr = _trace(rules, ctrl_ip, svc.cluster_ip, int(rport), cnode or node)
         out2 = pick_outcome(tr)
@@ -772,7 +886,8 @@ def _ingress(*, cluster, rules, host_rules, nodes, namespace, prefer, host, url_
         hops.append(Hop(len(hops) + 1, Component.INGRESS_CONTROLLER, place,
                         f"nginx accepts on {ctrl_dest} (client {seen}), matches host={rhost} path={rpath} -> "
                         f"service {rsvc}:{rport}, and dials the endpoint {upstream} directly (no ClusterIP, "
-                        f"no kube-proxy rule)", f"{ctrl_ip}:40000", upstream, "data", evidence))
+                        f"no kube-proxy rule)", f"{ctrl_ip}:40000", upstream, "data", evidence,
+                        NEW_CONNECTION))
         ups = [str(u) for u in (_route_get(route, "upstreams", "endpoints", default=()) or ())]
         p.alternatives = [(u, Fraction(1, len(ups))) for u in ups]
         p.probability = Fraction(1, len(ups)) if ups else None
