@@ -1,13 +1,19 @@
-"""The netfilter core: parse ``iptables-save`` text, look at it as DataFrames, trace packets through it.
+"""The netfilter core: read a node's rules, look at them as DataFrames, trace packets through them.
 
-``parse(text)`` / ``parse_file(path)`` give a :class:`Ruleset`; ``ruleset.rules`` and
+Two readers, side by side: :mod:`.iptables` (``iptables-save`` text) and :mod:`.nft` (``nft list
+ruleset`` text, ``nft -j`` JSON, ``nft -f`` transactions). Both feed :mod:`.tracer`'s shared types
+(``Packet``, ``NodeContext``, ``Trace``, ``Outcome``), so paths, plots and exercises read either.
+The old module paths (``k8slab.netfilter.parser``, ``.rules``, ``.views``, ``.owners``, ``.names``)
+are the iptables modules under their former names.
+
+``parse(text)`` / ``parse_file(path)`` give an iptables :class:`Ruleset`; ``ruleset.rules`` and
 ``ruleset.chains`` are its pandas views. ``trace``, ``Packet``, ``NodeContext``, ``Trace`` and
 ``Outcome`` come from :mod:`k8slab.netfilter.tracer` and are imported on first use.
 """
 from __future__ import annotations
 
-from .parser import LazyChain, parse, parse_file
-from .rules import Addr, Chain, Match, Option, Rule, Ruleset
+from .iptables.parser import LazyChain, parse, parse_file
+from .iptables.rules import Addr, Chain, Match, Option, Rule, Ruleset
 
 __all__ = ["parse", "parse_file", "Ruleset", "Rule", "Chain", "Match", "Option", "Addr", "LazyChain",
            "trace", "Packet", "NodeContext", "Trace", "Outcome"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from ..owners import owner_of
+from ..iptables.owners import owner_of
 from .model import NftRuleset
 
 IPTABLES_NFT_TABLES = ("nat", "filter", "mangle", "raw", "security")

@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ...errors import TraceError
-from ..rules import Ruleset
+from ..iptables.rules import Ruleset
 from .index import KUBE_PROXY_JUMPS, index_for
 from .matches import local_fact
 from .merge import merge as merge_paths

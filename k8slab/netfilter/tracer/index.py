@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..names import JUMP_CHAINS, KUBELET_JUMP_CHAINS
-from ..rules import Chain, Match, Option, Rule, Ruleset
+from ..iptables.names import JUMP_CHAINS, KUBELET_JUMP_CHAINS
+from ..iptables.rules import Chain, Match, Option, Rule, Ruleset
 from .matches import Compiled
 from .packet import PROTOCOLS
 

@@ -16,7 +16,7 @@ import ipaddress
 from fractions import Fraction
 from typing import Any, Callable
 
-from ..rules import Addr, Match, Option, Rule
+from ..iptables.rules import Addr, Match, Option, Rule
 from .packet import MARK_MAX, PROTOCOLS, fixed_point_probability
 
 _PROTO_NUMBERS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from ..rules import Rule
+from ..iptables.rules import Rule
 from .matches import possible, rule_text
 from .packet import NodeContext, Packet
 

@@ -17,7 +17,7 @@ import ipaddress
 from fractions import Fraction
 
 from ...errors import TraceError
-from ..rules import Rule
+from ..iptables.rules import Rule
 from .index import Index
 from .matches import Branch, Ctx, Negated, local_fact, value_mask
 from .outcomes import Outcome, TraceHop, condition_text
