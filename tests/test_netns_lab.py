@@ -427,12 +427,22 @@ def test_two_labs_side_by_side(lab):
     assert lab.request("http://127.0.0.1:8080/whoami", host=HOST).ok
 
 
-def test_a_second_object_cannot_take_over_a_running_lab(lab):
+def test_a_second_object_attaches_to_the_running_lab(lab):
+    """Like a second kubectl on a kind cluster: up() of the same name and config attaches (the lab
+    is not rebuilt, its pods keep their processes); another config is refused with what to do."""
     from k8slab.backends.netns import NetnsBackend
     from k8slab.errors import LabStateError
-    with pytest.raises(LabStateError):
-        NetnsBackend(NAME, root=ROOT, progress=Progress(quiet=True)).up(ROOT / "kind" / "cluster.yaml")
+    pids = {k: p.pid for k, p in lab._procs.items()}
+    second = NetnsBackend(NAME, root=ROOT, progress=Progress(quiet=True))
+    assert second.is_up()                         # before up(): the lab is there, as with kind
+    second.up(ROOT / "kind" / "cluster.yaml")
+    assert {k: p.pid for k, p in second._procs.items()} == pids
+    assert {p.name for p in second.model().pods} == {p.name for p in lab.model().pods}
+    assert second.request("http://127.0.0.1:8080/whoami", host=HOST).ok
+    with pytest.raises(LabStateError, match=r"lab.down\(\)"):
+        NetnsBackend(NAME, root=ROOT, progress=Progress(quiet=True)).up(ROOT / "kind" / "cluster-multinode.yaml")
     assert lab.is_up() and lab.request("http://127.0.0.1:8080/whoami", host=HOST).ok
+    assert {k: p.pid for k, p in lab._procs.items()} == pids
 
 
 def test_multi_node_cluster_routes_pods_across_nodes():

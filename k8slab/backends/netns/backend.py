@@ -18,12 +18,24 @@ What stands for what (every piece is real kernel state or a real process):
 
 nginx runs as root (its master; workers drop to nginx's default user) because it is started with
 ``ip netns exec``, which needs root anyway.
+
+Like a kind cluster, the lab belongs to no Python process: ``/run/k8slab/<lab>/state.json`` holds its
+nodes, pods (addresses, CNI attachments), helper processes (pid and start time), the model of the
+applied objects and nginx's configuration. ``up()`` in any process attaches to a running lab of the
+same name and configuration; every change (apply, delete, scale, port-forward) is made under the
+lab's flock and written back, and every call first reads what another process changed. Only
+``down()`` removes the lab; a process that exits leaves it running.
 """
 from __future__ import annotations
 
+import base64
+import contextlib
+import dataclasses
+import hashlib
 import http.client
 import ipaddress
 import json
+import pickle
 import os
 import socket
 import sys
@@ -101,9 +113,15 @@ class NetnsPortForward(PortForward):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            pl.stop(self._backend.name, self._proc)
-            if self in self._backend._forwards:
-                self._backend._forwards.remove(self)
+            b = self._backend
+            if not b.is_up():                   # the lab is gone (down() in some process): the relay too
+                pl.stop(b.name, self._proc)
+            else:
+                with b._changing():
+                    pl.stop(b.name, self._proc)
+                    b._procs.pop(self._proc.key, None)
+            if self in b._forwards:
+                b._forwards.remove(self)
 
     def __repr__(self) -> str:
         state = "open" if self.alive else "closed"
@@ -120,7 +138,7 @@ def _missing_tools() -> list[str]:
 class NetnsBackend(Backend):
     kind = "netns"
     live = True
-    _up_here: set[str] = set()          # lab names up in this process (one object per name)
+    STATE_VERSION = 1                   # of state.json; a lab with another version is rebuilt
 
     def __init__(self, name: str, *, root: Path, progress: Progress, host_netns: str | None = None):
         """``host_netns``: an existing namespace to use as the host (the learner's machine) instead of
@@ -143,6 +161,10 @@ class NetnsBackend(Backend):
         self._forwards: list[NetnsPortForward] = []
         self._nginx_conf_text = ""
         self._up = False
+        self._stamp: tuple[int, int] | None = None      # of the state.json this object last read/wrote
+        self._config_path = ""
+        self._config_sha = ""
+        self._creator: dict = {}
 
     # ------------------------------------------------------------------ availability
     @classmethod
@@ -159,7 +181,7 @@ class NetnsBackend(Backend):
     def doctor(self) -> list[Finding]:
         ok, why = self.available()
         out = [Finding("netns backend", ok, why, "" if ok else APT_FIX)]
-        leftovers = pl.owned_netns(self.name) if ok and not self._up else []
+        leftovers = pl.owned_netns(self.name) if ok and not self.is_up() else []
         out.append(Finding("no leftovers", not leftovers,
                            f"namespaces of a previous run: {', '.join(leftovers)}" if leftovers else "none",
                            f"k8slab down --force --backend netns {self.name}" if leftovers else "",
@@ -168,37 +190,76 @@ class NetnsBackend(Backend):
 
     # ------------------------------------------------------------------ lifecycle
     def is_up(self) -> bool:
+        """True while the lab is up, whichever process made it (read from its state.json)."""
+        self._refresh()
         return self._up and pl.netns_exists(self.host_ns)
 
     def up(self, config: Path) -> None:
-        if self.is_up():
-            self.progress.step(f"netns lab {self.name!r} is already up: reusing it")
-            return
+        """Create the lab, or attach to the running lab of this name when it was made from the same
+        cluster config (by this process or any other). A lab made from another config is left alone
+        with a LabStateError saying what to do; leftovers of a crashed run are removed."""
         ok, why = self.available()
         if not ok:
             raise BackendUnavailable(f"the netns backend cannot run here: {why}")
-        owner = pl.owner_pid(self.name)
-        if self.name in NetnsBackend._up_here:
-            raise LabStateError(f"another NetnsBackend object already runs lab {self.name!r} in this "
-                                "process: reuse it, take it down first, or choose another name")
-        if owner is not None and owner != os.getpid():
-            raise LabStateError(f"a netns lab named {self.name!r} is up in process {owner}: take it down "
-                                f"there, choose another name, or remove it with "
-                                f"k8slab.backends.netns.force_cleanup({self.name!r})")
-        leftovers = pl.force_cleanup(self.name)
-        if leftovers:
-            self.progress.step(f"removed {len(leftovers)} leftovers of an earlier run of {self.name!r}")
+        config = Path(config)
+        sha = hashlib.sha256(config.read_bytes()).hexdigest()
+        with pl.locked(self.name):
+            self._stamp = None                       # read it again, whatever this object knew
+            st = pl.read_state(self.name)
+            if st is not None and self._running(st):
+                self._attach(st, config, sha)
+                return
+            leftovers = pl.force_cleanup(self.name, keep_lock=True)
+            if leftovers:
+                self.progress.step(f"removed {len(leftovers)} leftovers of an earlier run of {self.name!r}"
+                                   + (" (it never finished starting)" if st else ""))
+            self._create(config, sha)
+
+    def _running(self, st: dict) -> bool:
+        """A state.json of a lab that finished starting and whose namespaces are all there."""
+        if st.get("version") != self.STATE_VERSION or st.get("status") != "up":
+            return False
+        names = [st.get("host_ns", "")] + [n["netns"] for n in st.get("nodes", [])]
+        return all(names) and all(pl.netns_exists(n) for n in names)
+
+    def _attach(self, st: dict, config: Path, sha: str) -> None:
+        if st.get("host_ns") != self.host_ns:
+            raise LabStateError(
+                f"a netns lab named {self.name!r} is up with host namespace {st.get('host_ns')!r}, not "
+                f"{self.host_ns!r}: use that lab as it is, choose another name, or take it down first "
+                f"(k8slab down --backend netns --name {self.name})")
+        if st.get("config_sha256") != sha:
+            raise LabStateError(
+                f"a netns lab named {self.name!r} is up, made from another cluster config "
+                f"({st.get('config')}), not {config}: to rebuild it from {config.name}, call lab.down() "
+                f"and then lab.up({str(config)!r}) (every notebook using it loses its objects); or pass "
+                f"Lab(name=...) to run a second lab beside it")
+        self._adopt(st)
+        creator = st.get("creator") or {}
+        pid = creator.get("pid")
+        where = "this process" if pid == os.getpid() else f"process {pid}" + (
+            "" if pl.proc_running(pid, creator.get("start")) else ", which has exited") if pid else "?"
+        self.progress.step(f"netns lab {self.name!r} is already up (made by {where}): attaching to it "
+                           f"({len(self._pods)} pods; lab.down() removes it)")
+
+    def _create(self, config: Path, sha: str) -> None:
         from ... import model as m
         self._cluster = m.Cluster.kind(config=str(config), name=self.name)
         # Docker's name for the network's bridge (br- + 12 hex, derived from the lab's name): the
         # rendered host rules then name the real interface.
         self.bridge = self._cluster.bridge_name()
+        self._config_path, self._config_sha = str(config), sha
+        self._creator = {"pid": os.getpid(), "start": pl.proc_start_time(os.getpid())}
+        self._nodes.clear()
+        self._pods.clear()
+        self._procs.clear()
+        self._nginx_conf_text = ""
         try:
             self.state.mkdir(parents=True, exist_ok=True)
             for sub in ("ipam", "logs", "nginx", "pids"):
                 (self.state / sub).mkdir(exist_ok=True)
+            self._save("creating")
             self._make_host()
-            (self.state / "owner").write_text(str(os.getpid()))
             for i, node in enumerate(self._cluster.nodes):
                 self._make_node(i, node)
             self._route_pod_cidrs()
@@ -207,11 +268,99 @@ class NetnsBackend(Backend):
             self._sync_rules()
             self._reconcile()
             self._make_host_port_mappings()
-            NetnsBackend._up_here.add(self.name)
+            self._save("up")
         except BaseException:
             self._up = True
             self.down()
             raise
+
+    # ------------------------------------------------------------------ the shared state (state.json)
+    def _save(self, status: str = "up") -> None:
+        pods = []
+        for p in self._pods.values():
+            a = p.attachment
+            pods.append({"name": p.name, "namespace": p.namespace, "netns": p.netns, "node": p.node,
+                         "ip": p.ip, "role": p.role, "port": p.port, "proc": p.proc.key if p.proc else None,
+                         "attachment": {"container_id": a.container_id, "netns": a.netns, "ifname": a.ifname,
+                                        "port_mappings": [dataclasses.asdict(m) for m in a.port_mappings]}})
+        pl.write_state(self.name, {
+            "version": self.STATE_VERSION, "name": self.name, "status": status, "creator": self._creator,
+            "config": self._config_path, "config_sha256": self._config_sha, "root": str(self.root),
+            "host_ns": self.host_ns, "external_host": self.external_host, "bridge": self.bridge,
+            "host_rules_before": self._host_rules_before,
+            "nodes": [dataclasses.asdict(n) for n in self._nodes.values()],
+            "pods": pods,
+            "procs": {k: p.record() for k, p in self._procs.items()},
+            "nginx_conf_text": self._nginx_conf_text,
+            # the model of the applied objects (same package on both sides; the dir is root's only)
+            "model": base64.b64encode(pickle.dumps(self._cluster)).decode() if self._cluster else None,
+        })
+        self._stamp = pl.state_stamp(self.name)
+
+    def _adopt(self, st: dict) -> None:
+        """Take the lab as state.json describes it. Helpers this object spawned keep their Popen."""
+        self._cluster = pickle.loads(base64.b64decode(st["model"])) if st.get("model") else None
+        self.bridge = st.get("bridge", "")
+        self._host_rules_before = st.get("host_rules_before")
+        self._config_path, self._config_sha = st.get("config", ""), st.get("config_sha256", "")
+        self._creator = st.get("creator") or {}
+        self._nodes = {n["name"]: NodeNet(**n) for n in st.get("nodes", [])}
+        procs: dict[str, pl.Proc] = {}
+        for key, rec in (st.get("procs") or {}).items():
+            mine = self._procs.get(key)
+            procs[key] = mine if mine is not None and mine.pid == rec["pid"] else pl.Proc.from_record(key, rec)
+        for key, proc in self._procs.items():
+            if key not in procs and proc.popen is not None:
+                proc.popen.poll()                 # stopped by another process: reap it here
+        self._procs = procs
+        self._pods = {}
+        for p in st.get("pods", []):
+            a = p["attachment"]
+            att = cni.Attachment(a["container_id"], a["netns"], a.get("ifname", "eth0"),
+                                 tuple(cni.PortMapping(**m) for m in a.get("port_mappings", [])))
+            self._pods[(p["namespace"], p["name"])] = PodNet(
+                p["name"], p["namespace"], p["netns"], p["node"], p["ip"], att, p.get("role", "pod"),
+                p.get("port"), procs.get(p["proc"]) if p.get("proc") else None)
+        for pf in list(self._forwards):
+            if pf._proc.key not in procs:         # closed by another process
+                pf._closed = True
+                self._forwards.remove(pf)
+        self._nginx_conf_text = st.get("nginx_conf_text", "")
+        self._up = st.get("status") == "up"
+        self._stamp = pl.state_stamp(self.name)
+
+    def _refresh(self) -> None:
+        """Read what another process changed (state.json replaced since this object last saw it)."""
+        stamp = pl.state_stamp(self.name)
+        if stamp == self._stamp:
+            return
+        st = pl.read_state(self.name) if stamp is not None else None
+        if st is None or st.get("version") != self.STATE_VERSION or st.get("host_ns") != self.host_ns:
+            if self._up or stamp is None:         # taken down (or made anew elsewhere for another host)
+                self._up = False
+                self._pods, self._nodes, self._procs = {}, {}, {}
+                for pf in self._forwards:
+                    pf._closed = True
+                self._forwards.clear()
+            self._stamp = stamp
+            return
+        self._adopt(st)
+
+    @contextlib.contextmanager
+    def _changing(self):
+        """A change of the lab: under its lock, on its latest state, written back afterwards (also
+        when the change fails half-way: what it made is recorded for down())."""
+        with pl.locked(self.name):
+            self._refresh()
+            if not (self._up and pl.netns_exists(self.host_ns)):
+                if pl.read_state(self.name) is None:
+                    pl.remove_lock(self.name)     # leave no lock file of a lab that is gone
+                raise LabStateError(f"the netns lab {self.name!r} is not up: call lab.up() first")
+            try:
+                yield
+            finally:
+                if self._up:
+                    self._save("up")
 
     def _make_host(self) -> None:
         self.progress.step(f"host namespace {self.host_ns} with bridge {self.bridge} ({KIND_GATEWAY}/16) "
@@ -286,22 +435,38 @@ class NetnsBackend(Backend):
         return out
 
     def down(self) -> None:
+        """Remove the lab, whichever process made it (helpers are stopped only while their pid is
+        still theirs). Other processes attached to it find it down on their next call."""
         if not self._up and not self.state.exists() and not pl.owned_netns(self.name):
             return
-        for pf in list(self._forwards):
-            pf.close()
-        for key, proc in list(self._procs.items()):
-            pl.stop(self.name, proc)
-            self._procs.pop(key, None)
-        for pod in reversed(list(self._pods.values())):
-            self._remove_pod(pod)
-        if self.external_host:
-            self._clean_external_host()
-        removed = pl.force_cleanup(self.name)    # nodes, host, state dir (IPAM) and anything missed
-        NetnsBackend._up_here.discard(self.name)
+        with pl.locked(self.name):
+            st = pl.read_state(self.name)
+            if st is not None and st.get("host_ns") not in (None, self.host_ns):
+                raise LabStateError(f"the netns lab {self.name!r} was made with host namespace "
+                                    f"{st.get('host_ns')!r}, not {self.host_ns!r}: take it down from there")
+            if st is not None and st.get("version") == self.STATE_VERSION:
+                try:
+                    self._adopt(st)               # also one that never finished starting
+                except (KeyError, TypeError, ValueError, pickle.UnpicklingError, AttributeError):
+                    pass                          # a damaged state: force_cleanup below finds the rest
+            self._up = False
+            for pf in list(self._forwards):
+                pf._closed = True
+                pl.stop(self.name, pf._proc)
+            self._forwards.clear()
+            for key, proc in list(self._procs.items()):
+                pl.stop(self.name, proc)
+                self._procs.pop(key, None)
+            for pod in reversed(list(self._pods.values())):
+                self._remove_pod(pod)
+            if self.external_host:
+                self._clean_external_host()
+            # nodes, host, state dir (IPAM) and anything missed
+            removed = pl.force_cleanup(self.name, keep_lock=True)
+            pl.remove_lock(self.name)
         self._pods.clear()
         self._nodes.clear()
-        self._up = False
+        self._stamp = None
         self.progress.step(f"netns lab {self.name!r} removed ({len(removed)} items)")
 
     def _clean_external_host(self) -> None:
@@ -321,21 +486,21 @@ class NetnsBackend(Backend):
 
     # ------------------------------------------------------------------ objects
     def apply(self, objects: list[dict]) -> list[str]:
-        self._require_up()
         from ... import model as m
-        applied = self._cluster.apply(m.load_objects(objects))
-        self._reconcile()
+        with self._changing():
+            applied = self._cluster.apply(m.load_objects(objects))
+            self._reconcile()
         return applied
 
     def delete(self, kind: str, name: str, namespace: str = "default") -> None:
-        self._require_up()
-        self._cluster.delete(kind, name, namespace)
-        self._reconcile()
+        with self._changing():
+            self._cluster.delete(kind, name, namespace)
+            self._reconcile()
 
     def scale(self, deployment: str, replicas: int, namespace: str = "default") -> None:
-        self._require_up()
-        self._cluster.scale(deployment, replicas, namespace)
-        self._reconcile()
+        with self._changing():
+            self._cluster.scale(deployment, replicas, namespace)
+            self._reconcile()
 
     def objects(self, kind: str) -> list[dict]:
         self._require_up()
@@ -361,7 +526,7 @@ class NetnsBackend(Backend):
         return str(ipaddress.ip_network(node.pod_cidr).network_address + 1)
 
     def _require_up(self) -> None:
-        if not self.is_up():
+        if not self.is_up():                     # is_up() also reads what another process changed
             raise LabStateError(f"the netns lab {self.name!r} is not up: call lab.up() first")
 
     def _control_plane(self) -> NodeNet:
@@ -427,7 +592,11 @@ class NetnsBackend(Backend):
                          for p in pod.host_ports())
         att = cni.Attachment(container_id=cid, netns=f"{pl.NETNS_DIR}/{ns}", port_mappings=mappings)
         pl.netns_add(self.name, ns)
-        result = cni.add(self._conflist(node), att, exec_in=node.netns)
+        try:
+            result = cni.add(self._conflist(node), att, exec_in=node.netns)   # DELs itself on failure
+        except BaseException:
+            pl.netns_delete(ns)
+            raise
         role, port = self._pod_role(pod)
         pnet = PodNet(pod.name, pod.namespace, ns, node.name, result.ip, att, role, port)
         self._pods[pod.key] = pnet
@@ -557,7 +726,7 @@ class NetnsBackend(Backend):
             while True:
                 if pod.proc is not None and not pod.proc.alive:
                     raise K8sLabError(f"{pod.role} process of pod {pod.name} exited "
-                                      f"(code {pod.proc.popen.returncode}): {pod.proc.log_tail()}")
+                                      f"(code {pod.proc.returncode}): {pod.proc.log_tail()}")
                 if self._probe(pod, path):
                     break
                 if time.monotonic() > deadline:
@@ -630,8 +799,10 @@ class NetnsBackend(Backend):
             if pod.role == "client":
                 return pod
         from ... import model as m
-        self._cluster.apply(m.load_objects((self.root / "kind/manifests/client.yaml").read_text()))
-        self._reconcile()
+        with self._changing():                   # another process may have made it meanwhile
+            if not any(p.role == "client" for p in self._pods.values()):
+                self._cluster.apply(m.load_objects((self.root / "kind/manifests/client.yaml").read_text()))
+                self._reconcile()
         return next(p for p in self._pods.values() if p.role == "client")
 
     def request(self, url: str, *, host: str | None = None, from_: str = "host",
@@ -690,17 +861,19 @@ class NetnsBackend(Backend):
     def port_forward(self, target: str, local_port: int, remote_port: int,
                      namespace: str = "default") -> PortForward:
         self._require_up()
-        pod, pod_port = self._resolve_forward(target, remote_port, namespace)
-        key = f"port-forward-{local_port}-{pod.name}-{time.monotonic_ns()}"
-        try:
-            proc, port = pl.start_relay(self.name, key, listen_netns=self.host_ns,
-                                        listen=f"127.0.0.1:{local_port}", dial_netns=pod.netns,
-                                        dial=f"127.0.0.1:{pod_port}",
-                                        info=f"port-forward {target} {local_port}:{remote_port}")
-        except K8sLabError as exc:
-            raise K8sLabError(f"Unable to listen on port {local_port} in {self.host_ns}: {exc} "
-                              "(docker-proxy holds the extraPortMappings ports there; pick another "
-                              "local_port, or 0 for any free one)") from exc
+        with self._changing():
+            pod, pod_port = self._resolve_forward(target, remote_port, namespace)
+            key = f"port-forward-{local_port}-{pod.name}-{os.getpid()}-{time.monotonic_ns()}"
+            try:
+                proc, port = pl.start_relay(self.name, key, listen_netns=self.host_ns,
+                                            listen=f"127.0.0.1:{local_port}", dial_netns=pod.netns,
+                                            dial=f"127.0.0.1:{pod_port}",
+                                            info=f"port-forward {target} {local_port}:{remote_port}")
+            except K8sLabError as exc:
+                raise K8sLabError(f"Unable to listen on port {local_port} in {self.host_ns}: {exc} "
+                                  "(docker-proxy holds the extraPortMappings ports there, or another "
+                                  "port-forward; pick another local_port, or 0 for any free one)") from exc
+            self._procs[key] = proc               # recorded: down() in any process stops it
         pf = NetnsPortForward(self, proc, port, target, remote_port, pod.name, pod_port)
         self._forwards.append(pf)
         self.progress.step(f"port-forward 127.0.0.1:{port} -> pod {pod.name} 127.0.0.1:{pod_port} "
