@@ -705,6 +705,40 @@ class Lab:
         self._require_up()
         return self.backend.ingress_config()
 
+    # --- kube-proxy out of the data path (issue 13; k8slab.experiments.kube_proxy_experiment) ---
+    def stop_kube_proxy(self, timeout: float = 120.0) -> None:
+        """kube-proxy's pod leaves every node and stays away (its DaemonSet selects no node); its
+        rules stay in the kernel, so Services keep working, but nothing updates them any more."""
+        self._require_up()
+        self.backend.stop_kube_proxy(timeout)
+        self._rules_cache.clear()
+
+    def flush_kube_proxy_rules(self) -> None:
+        """Remove kube-proxy's rules from every node as ``kube-proxy --cleanup`` does. Stop it first
+        (``lab.stop_kube_proxy()``): a running kube-proxy would write them back."""
+        self._require_up()
+        if self.backend.kube_proxy_state() == "running":
+            from .backends.kubeproxy import STOPPED_WHY
+            raise LabStateError(STOPPED_WHY)
+        self.backend.flush_kube_proxy_rules()
+        self._rules_cache.clear()
+
+    def start_kube_proxy(self, timeout: float = 180.0) -> None:
+        """Back to normal: kube-proxy's pod Ready on every node and its rules re-synced."""
+        self._require_up()
+        self.backend.start_kube_proxy(timeout)
+        self._rules_cache.clear()
+
+    def kube_proxy_status(self):
+        """One row per node: kube-proxy's pod there (present?), its state (running, stopped,
+        flushed) and how many rules its chains hold (and the jumps into them)."""
+        import pandas as pd
+        self._require_up()
+        rows = self.backend.kube_proxy_status()
+        cols = ["node", "kube-proxy pod", "pod present", "state", "KUBE-SERVICES", "kube-proxy rules",
+                "jumps to them", "service chains"]
+        return self._label(pd.DataFrame(rows, columns=cols))
+
     def record(self, dir) -> Any:
         try:
             recording = importlib.import_module("k8slab.recording")

@@ -251,3 +251,32 @@ class Backend(abc.ABC):
         """The backend's cluster as a :class:`k8slab.model.Cluster` (sim/netns: what they built;
         kind: read back from the API server)."""
         raise NotImplementedError(f"{self.kind} backend has no model view")
+
+    # --- kube-proxy out of the data path (issue 13; the shared logic is k8slab.backends.kubeproxy) ---
+    def stop_kube_proxy(self, timeout: float = 120.0) -> None:
+        """Keep kube-proxy's pod off every node (its DaemonSet gets a nodeSelector no node matches)
+        and return once it is gone. Its rules stay in the kernel, and nothing updates them."""
+        raise NotImplementedError(f"the {self.kind} backend cannot stop kube-proxy; use the sim, netns "
+                                  "or kind backend")
+
+    def flush_kube_proxy_rules(self) -> None:
+        """Remove kube-proxy's rules from every node, as ``kube-proxy --cleanup`` does. kube-proxy
+        must be stopped first, or it would write them back."""
+        raise NotImplementedError(f"the {self.kind} backend cannot flush kube-proxy's rules; use the sim, "
+                                  "netns or kind backend")
+
+    def start_kube_proxy(self, timeout: float = 180.0) -> None:
+        """Undo :meth:`stop_kube_proxy`; return once its pod is Ready and its rules are back."""
+        raise NotImplementedError(f"the {self.kind} backend cannot start kube-proxy; use the sim, netns "
+                                  "or kind backend")
+
+    def kube_proxy_state(self) -> str:
+        """``running``, ``stopped`` (pod gone, rules left) or ``flushed`` (pod gone, rules removed)."""
+        return "running"
+
+    def kube_proxy_status(self) -> list[dict]:
+        """One row per node: the kube-proxy pod there and how much of kube-proxy its rules hold."""
+        from .kubeproxy import status_rows
+        nodes = self.nodes()
+        dumps = {n.name: self.iptables_save(n.name) for n in nodes}
+        return status_rows(nodes, self.objects("Pod"), dumps, self.kube_proxy_state())

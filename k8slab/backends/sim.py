@@ -189,7 +189,11 @@ class SimBackend(Backend):
         self._need()        # every modelled pod is Ready at once
 
     def objects(self, kind: str) -> list[dict]:
-        return self._need().to_dicts(kind)
+        out = self._need().to_dicts(kind)
+        if kind.lower() in ("pod", "pods") and self.kube_proxy_state() != "running":
+            from .kubeproxy import without_kube_proxy_pods
+            out = without_kube_proxy_pods(out)
+        return out
 
     def nodes(self) -> list[NodeInfo]:
         c = self._need()
@@ -232,6 +236,7 @@ class SimBackend(Backend):
             text = render_host_docker(c, form="save")
         else:
             text = render_node_dump(c, self._node(where), form="save")
+            text = self._kube_proxy_view(where, text)
         layout = Layout.of(text)
         store = self._counters.setdefault(where, CounterStore())
         with_counters = store.render(text, layout)
@@ -707,6 +712,59 @@ class SimBackend(Backend):
         """kubectl -> API server -> kubelet -> runtime -> 127.0.0.1 inside the pod: no rule counts."""
         quiet = _Http(host=http.host, path=http.path, xff=http.xff, counted=False, headers=http.headers)
         return self._deliver_pod(pf.pod, "127.0.0.1", self._next_sport(), pf.container_port, quiet)
+
+    # ------------------------------------------------------------------ kube-proxy out of the data path
+    # The model keeps what a kind node would: stopped, kube-proxy's chains stay as they were when it
+    # stopped (nothing reprograms them; everyone else's chains still follow the model); flushed, they
+    # are what CleanupLeftovers leaves (k8slab.backends.kubeproxy). Predictions follow these rules.
+    def _kube_proxy(self) -> dict:
+        st = getattr(self, "_kube_proxy_st", None)
+        if st is None or st["cluster"] is not self._cluster:      # a new model: kube-proxy runs
+            st = self._kube_proxy_st = {"cluster": self._cluster, "state": "running", "frozen": {}}
+        return st
+
+    def kube_proxy_state(self) -> str:
+        return self._kube_proxy()["state"] if self._cluster is not None else "running"
+
+    def _kube_proxy_view(self, where: str, text: str) -> str:
+        from .kubeproxy import apply_cleanup, freeze
+        st = self._kube_proxy()
+        if st["state"] == "running" or where not in st["frozen"]:
+            return text
+        text = freeze(text, st["frozen"][where])
+        return apply_cleanup(text) if st["state"] == "flushed" else text
+
+    def stop_kube_proxy(self, timeout: float = 120.0) -> None:
+        from ..model import render_node_dump
+        c = self._need()
+        st = self._kube_proxy()
+        if st["state"] != "running":
+            self.progress.step("kube-proxy is already stopped (sim)")
+            return
+        st["frozen"] = {n.name: render_node_dump(c, n, form="save") for n in c.nodes}
+        st["state"] = "stopped"
+        self._changed()
+        self.progress.step("kube-proxy's DaemonSet now selects no node: its pod is gone, its rules stay "
+                           "(sim: predicted)")
+
+    def flush_kube_proxy_rules(self) -> None:
+        self._need()
+        st = self._kube_proxy()
+        if st["state"] == "running":
+            from .kubeproxy import STOPPED_WHY
+            raise LabStateError(STOPPED_WHY)
+        st["state"] = "flushed"
+        self._changed()
+        self.progress.step("kube-proxy's rules removed from every node as kube-proxy --cleanup does "
+                           "(sim: predicted)")
+
+    def start_kube_proxy(self, timeout: float = 180.0) -> None:
+        self._need()
+        st = self._kube_proxy()
+        if st["state"] != "running":
+            st["state"], st["frozen"] = "running", {}
+            self._changed()
+        self.progress.step("kube-proxy back on every node; its rules re-synced (sim: predicted)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -504,7 +504,11 @@ class NetnsBackend(Backend):
 
     def objects(self, kind: str) -> list[dict]:
         self._require_up()
-        return self._cluster.to_dicts(kind)
+        out = self._cluster.to_dicts(kind)
+        if kind.lower() in ("pod", "pods") and self.kube_proxy_state() != "running":
+            from ..kubeproxy import without_kube_proxy_pods
+            out = without_kube_proxy_pods(out)
+        return out
 
     def model(self):
         self._require_up()
@@ -646,7 +650,8 @@ class NetnsBackend(Backend):
             rendered = m.render_node_restore(self._cluster, node.name)
             live = None if not node.rules_loaded else tx.chains_by_table(
                 pl.exec_in(node.netns, ["iptables-save"], timeout=20).stdout)
-            text = tx.node_restore(rendered, live_chains=live, first_load=not node.rules_loaded)
+            text = tx.node_restore(rendered, live_chains=live, first_load=not node.rules_loaded,
+                                   skip_prefixes=self._kube_proxy_skip())
             (self.state / f"last-restore-{node.name}.rules").write_text(text)
             pl.iptables_restore(node.netns, text)
             node.rules_loaded = True
@@ -913,6 +918,58 @@ class NetnsBackend(Backend):
         if kind in ("pod", "pods", "po"):
             return self._pod(name, namespace), remote_port
         raise NotFound(f"port_forward target {target!r}: use svc/NAME, deploy/NAME or pod/NAME")
+
+    # ------------------------------------------------------------------ kube-proxy out of the data path
+    # kube-proxy is no process here: the backend's resync (_sync_rules) plays its part. Stopped, the
+    # resync leaves every KUBE-* chain alone (nothing reprograms them: endpoint changes are not
+    # programmed, as on a node whose kube-proxy is gone); flushed, the node's rules are what
+    # `kube-proxy --cleanup` leaves, removed with real iptables commands (k8slab.backends.kubeproxy).
+    # The state is a file in the lab's state dir, so every process sharing the lab sees it.
+    def kube_proxy_state(self) -> str:
+        f = self.state / "kube-proxy"
+        try:
+            return f.read_text().strip() or "running"
+        except OSError:
+            return "running"
+
+    def _kube_proxy_skip(self) -> tuple[str, ...]:
+        return (tx.CNI_PREFIX,) if self.kube_proxy_state() == "running" else (tx.CNI_PREFIX, "KUBE-")
+
+    def stop_kube_proxy(self, timeout: float = 120.0) -> None:
+        self._require_up()
+        if self.kube_proxy_state() == "running":
+            (self.state / "kube-proxy").write_text("stopped\n")
+        self.progress.step("kube-proxy stopped (its pod gone from every node); its rules stay in the kernel "
+                           "and nothing updates them")
+
+    def flush_kube_proxy_rules(self) -> None:
+        from ..kubeproxy import STOPPED_WHY, cleanup_plan
+        self._require_up()
+        if self.kube_proxy_state() == "running":
+            raise LabStateError(STOPPED_WHY)
+        for node in self._nodes.values():
+            plan = cleanup_plan(pl.exec_in(node.netns, ["iptables-save"], timeout=20).stdout)
+            for argv in plan.delete_argvs():          # CleanupLeftovers: ipt.DeleteRule per jump
+                pl.exec_in(node.netns, argv, timeout=20)
+            for table in ("nat", "filter"):           # then flush + delete its chains, noflush restore
+                pl.iptables_restore(node.netns, plan.restore.get(table, ""))
+            self.progress.step(f"{node.name}: kube-proxy's rules removed ({len(plan.deletes)} jumps, "
+                               f"{sum(t.count(chr(10) + '-X ') for t in plan.restore.values())} chains) "
+                               "as kube-proxy --cleanup does")
+        (self.state / "kube-proxy").write_text("flushed\n")
+
+    def start_kube_proxy(self, timeout: float = 180.0) -> None:
+        from ..kubeproxy import JUMP_CHAINS, ensure_jump_argvs
+        self._require_up()
+        (self.state / "kube-proxy").unlink(missing_ok=True)
+        self._sync_rules()                            # its chains, from the model as it is now
+        for node in self._nodes.values():             # syncProxyRules: EnsureRule(Prepend) per jump
+            for table, chain, builtin, _c, _e in JUMP_CHAINS:
+                check, insert = ensure_jump_argvs(table, chain, builtin)
+                if not pl.exec_in(node.netns, check, timeout=20, check=False).ok:
+                    pl.exec_in(node.netns, insert, timeout=20)
+        self.progress.step("kube-proxy running again: its pod is back and its rules re-synced")
+
 
 
 def _http_get(sock: socket.socket, addr: str, path: str, host_header: str) -> tuple[int, dict, str]:
