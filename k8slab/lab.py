@@ -31,6 +31,18 @@ _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 APP = "url-shortener"
 MAX_RESPONSES = 200
 CLUSTER_CONFIG = "kind/cluster.yaml"
+# kube-proxy's mode -> the cluster config Lab.up() uses (Lab(proxy_mode=...) or K8SLAB_PROXY_MODE)
+CLUSTER_CONFIGS = {"iptables": CLUSTER_CONFIG, "nftables": "kind/cluster-nftables.yaml"}
+
+
+def choose_proxy_mode(requested: str | None = None, env: dict | None = None) -> str:
+    """kube-proxy's mode for a new Lab: ``requested``, else K8SLAB_PROXY_MODE, else iptables."""
+    env = os.environ if env is None else env
+    mode = (requested or env.get("K8SLAB_PROXY_MODE") or "iptables").strip().lower()
+    if mode not in CLUSTER_CONFIGS:
+        raise ValueError(f"proxy_mode {mode!r}: choose iptables or nftables (Lab(proxy_mode=...) or "
+                         "K8SLAB_PROXY_MODE)")
+    return mode
 APP_MANIFEST = "kind/manifests/app.yaml"
 INGRESS_CONTROLLER_MANIFEST = "kind/manifests/ingress-nginx.yaml"
 CLIENT_MANIFEST = "kind/manifests/client.yaml"
@@ -323,8 +335,10 @@ class Lab:
     """A course cluster on one backend. See docs/architecture.md for the verbs."""
 
     def __init__(self, backend: str = "auto", name: str = "k8slab", root: str | os.PathLike | None = None,
-                 seed: int = 0, quiet: bool = False, replay: str | os.PathLike | None = None):
+                 seed: int = 0, quiet: bool = False, replay: str | os.PathLike | None = None,
+                 proxy_mode: str | None = None):
         self.name = validate_name(name)
+        self._proxy_mode = choose_proxy_mode(proxy_mode)
         self.root = FsPath(root).resolve() if root is not None else find_root()
         self.seed = seed
         self.progress = Progress(quiet=quiet)
@@ -421,7 +435,7 @@ class Lab:
     def up(self, config: str | os.PathLike | None = None) -> "Lab":
         """Create (or reuse) the cluster from ``kind/cluster.yaml`` (or ``config``, e.g.
         ``kind/cluster-multinode.yaml``, relative to the project root)."""
-        path = self.root / CLUSTER_CONFIG if config is None else FsPath(config)
+        path = self.root / CLUSTER_CONFIGS[self._proxy_mode] if config is None else FsPath(config)
         if not path.is_absolute() and not path.exists():
             path = self.root / path
         self.backend.up(path)
@@ -537,6 +551,8 @@ class Lab:
         info = self._node(node)
         if src is None:
             src = self._default_source(info)
+        if self.proxy_mode == "nftables":
+            return self._trace_nft(info, src, dst, dport, proto)
         ruleset = self._rules_for_tracing(info.name)
         try:
             routes = tuple((r.dst, r.dev) for r in self.backend.routes(info.name)
@@ -548,10 +564,55 @@ class Lab:
                                     pod_cidrs=(info.pod_cidr,) if info.pod_cidr else (),
                                     name=info.name, routes=routes))
 
+    # --- kube-proxy's nftables mode (kind/cluster-nftables.yaml) ---
+    @property
+    def proxy_mode(self) -> str:
+        """kube-proxy's mode: what the running cluster's config says (sim, netns), else what this Lab
+        was asked for (``Lab(proxy_mode=...)`` or K8SLAB_PROXY_MODE; default iptables)."""
+        mode = getattr(self.backend, "proxy_mode", None)
+        return mode if isinstance(mode, str) and mode else self._proxy_mode
+
+    def nftables(self, node: str | None = None):
+        """The node's whole nftables ruleset (``nft list ruleset``: kube-proxy's table in nftables mode
+        and the iptables-nft tables kindnet, portmap, Docker and kubelet write) as an NftRuleset, with
+        views like iptables(): ``.rules_frame``, ``.chains_frame``, ``.sets_frame``, ``.elements_frame``."""
+        self._require_up()
+        name = self._node(node).name
+        cached = getattr(self.backend, "nft_ruleset", None)
+        if callable(cached):
+            return cached(name)
+        key = f"{name} (nft list ruleset)"
+        text = self.backend.nft_list_ruleset(name)
+        hit = self._rules_cache.get(key)
+        if hit is not None and hit[0] == text:
+            return hit[1]
+        from .netfilter.nft import parse_nft
+        rs = parse_nft(text)
+        rs.source = key
+        self._rules_cache[key] = (text, rs)
+        return rs
+
+    def _trace_nft(self, info, src: str, dst: str, dport: int, proto: str):
+        from .errors import K8sLabError
+        from .netfilter.nft import trace_nft
+        from .netfilter.tracer import NodeContext, Packet
+        try:
+            routes = tuple((r.dst, r.dev) for r in self.backend.routes(info.name)
+                           if r.dev and (r.dst == "default" or r.dst[:1].isdigit() or ":" in r.dst))
+        except (NotImplementedError, K8sLabError):
+            routes = ()
+        return trace_nft(self.nftables(info.name), Packet(src=src, dst=dst, dport=int(dport), proto=proto),
+                         NodeContext(local_ips=tuple(info.local_ips),
+                                     pod_cidrs=(info.pod_cidr,) if info.pod_cidr else (),
+                                     name=info.name, routes=routes))
+
     def _rules_for_tracing(self, node: str):
         """The node's rules; counters do not matter to a trace, so a backend that keeps a parsed copy
-        without them (sim: one per model version) is asked for that one."""
+        without them (sim: one per model version) is asked for that one. In nftables mode: the
+        node's whole nft ruleset (paths and plots trace it with the same Trace types)."""
         self._require_up()
+        if self.proxy_mode == "nftables":
+            return self.nftables(node)
         cached = getattr(self.backend, "ruleset", None)
         if callable(cached):
             return cached(node)

@@ -444,6 +444,11 @@ def _trace(ruleset, src: str, dst: str, dport: int, node, in_interface: str | No
     pod_cidr = getattr(node, "pod_cidr", "")
     ctx = NodeContext(local_ips=frozenset(_local_ips(node)), pod_cidrs=(pod_cidr,) if pod_cidr else (),
                       name=node.name)
+    from .netfilter.nft import NftRuleset, trace_nft
+    if isinstance(ruleset, NftRuleset):      # kube-proxy's nftables mode: the same Trace, from nft's rules
+        from .netfilter.nft.trace import with_iptables_actions
+        return with_iptables_actions(trace_nft(ruleset, Packet(src=src, dst=dst, dport=int(dport),
+                                                               in_interface=in_interface), ctx))
     return trace(ruleset, Packet(src=src, dst=dst, dport=int(dport), in_interface=in_interface), ctx)
 
 

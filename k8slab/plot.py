@@ -188,14 +188,37 @@ def _badge(ax, x, y, number, color, zorder=4):
             zorder=zorder, bbox=dict(boxstyle="circle,pad=0.25", facecolor=color, edgecolor="none"))
 
 
+REWRITE_COLOR = "#c62828"     # the address a hop rewrote, in the packet line of a path figure
+STAND_IN_COLOR = "#6b6b6b"
+_REWROTE_LABEL = {"dst": "DNAT: dst rewritten", "src": "masquerade: src rewritten",
+                  "src and dst": "src and dst rewritten", "new connection": "new connection"}
+
+
+def _packet_pieces(hop) -> list[tuple[str, bool, str]]:
+    """The packet line of a hop as (text, bold, gid suffix) pieces: the rewritten address bold."""
+    if not hop.src and not hop.dst:
+        return []
+    rw = hop.rewrote or ""
+    new_src = rw in ("src", "src and dst", "new connection")
+    new_dst = rw in ("dst", "src and dst", "new connection")
+    pieces = [(hop.src or "?", new_src, "src"), ("→", False, "arrow"), (hop.dst or "?", new_dst, "dst")]
+    if rw:
+        pieces.append((_REWROTE_LABEL.get(rw, rw), False, "rewrote"))
+    return pieces
+
+
 def plot_path(path: Path, ax=None, *, title: str | None = None, max_width: float = MAX_WIDTH_IN):
-    """Draw one way in: places as boxes, hops as numbered arrows coloured by component, and each
-    hop's note on its row, to the right of the boxes.
+    """Draw one way in: places as boxes, hops as numbered arrows coloured by component, and on each
+    hop's row the packet after it (``source → destination``, the address the hop rewrote in bold
+    red) above what the hop does.
 
     Hop N's arrow starts in the box where its component acts and ends where hop N+1 acts (the
-    last hop marks its own box). At most ``max_width`` inches wide (JupyterLab's notebook width at
-    100 dpi); no text under 8 pt; each row is as tall as its note. Returns the Figure. Arrows carry
-    ``gid="hop-N"``, place boxes ``gid="place-NAME"``, notes ``gid="note-N"``.
+    last hop marks its own box). A hop a stand-in does on this backend (``Hop.stand_in``) has its row
+    framed by a dashed box and its note starts with "(stand-in)". At most ``max_width`` inches wide
+    (JupyterLab's notebook width at 100 dpi); no text under 8 pt; nothing cut: each row is as tall
+    as its note. Returns the Figure. Arrows carry ``gid="hop-N"``, place boxes ``gid="place-NAME"``,
+    notes ``gid="note-N"``, the packet's addresses ``gid="packet-N-src"`` / ``"packet-N-dst"``,
+    the rewrite label ``"packet-N-rewrote"``, stand-in frames ``"stand-in-N"``.
     """
     matplotlib, plt = _plt()
     from matplotlib.lines import Line2D
@@ -205,27 +228,33 @@ def plot_path(path: Path, ax=None, *, title: str | None = None, max_width: float
     hops = list(path.hops)
     W = max_width - 0.2            # savefig's tight bounding box adds 0.1 in on each side
     margin, gap = 0.08, 0.18
-    col_w = min(1.3, 4.6 / max(len(places), 1))     # the boxes take at most half; the notes the rest
+    col_w = min(1.3, 4.2 / max(len(places), 1))     # the boxes take under half; the notes the rest
     diagram_w = col_w * len(places)
     notes_x = margin + diagram_w + gap
     text_x = notes_x + 0.24                       # after the number badge
     notes_w = W - text_x - margin
+    line_h = 0.15
 
-    place_lines = [_fit_lines(p, col_w - 0.1, TEXT_PT + 0.5, max_lines=7, weight="bold") for p in places]
+    place_lines = [_fit_lines(p, col_w - 0.1, TEXT_PT + 0.5, max_lines=20, weight="bold") for p in places]
     header_h = 0.17 * max(len(l) for l in place_lines) + 0.12
     notes = []
     for hop in hops:
-        addr = f" → {hop.dst}" if hop.dst else ""
-        notes.append(_fit_lines(f"{hop.component.value}: {hop.action}{addr}", notes_w, TEXT_PT, max_lines=6))
-    row_h = [max(0.36, 0.15 * len(lines) + 0.12) for lines in notes] or [0.4]
+        prefix = "(stand-in) " if hop.stand_in else ""
+        notes.append(_fit_lines(f"{prefix}{hop.component.value}: {hop.action}", notes_w, TEXT_PT, max_lines=40))
+    packet_rows = [1 if _packet_pieces(h) else 0 for h in hops]
+    row_h = [max(0.36, line_h * (len(lines) + k) + 0.14) for lines, k in zip(notes, packet_rows)] or [0.4]
 
     used: "OrderedDict[Component, None]" = OrderedDict((h.component, None) for h in hops)
     control = any(h.plane == "control" for h in hops)
-    n_handles = len(used) + (1 if control else 0)
+    stood = any(h.stand_in for h in hops)
+    n_handles = len(used) + (1 if control else 0) + (1 if stood else 0)
     legend_cols = 4
     legend_h = 0.22 * ((n_handles - 1) // legend_cols + 1) + 0.12 if n_handles else 0.0
-    title_h = 0.36
-    H = title_h + header_h + sum(row_h) + 0.15 + legend_h
+    key_h = 0.24 if any(packet_rows) else 0.0
+    title_text = title or (path.headline() + ("   (model prediction)" if path.predicted else ""))
+    title_lines = _fit_lines(title_text, W - 2 * margin, TITLE_PT, max_lines=6)
+    title_h = 0.2 * len(title_lines) + 0.16
+    H = title_h + header_h + sum(row_h) + 0.15 + key_h + legend_h
 
     if ax is None:
         fig = plt.figure((W, H))
@@ -245,12 +274,11 @@ def plot_path(path: Path, ax=None, *, title: str | None = None, max_width: float
                                     boxstyle="round,pad=0.0,rounding_size=0.06", facecolor="#f4f4f4",
                                     edgecolor="#9a9a9a", linewidth=1.0, zorder=0, gid=f"place-{place}"))
         ax.text(x, top - 0.06, "\n".join(lines), ha="center", va="top", fontsize=TEXT_PT + 0.5,
-                fontweight="bold", linespacing=1.15)
+                fontweight="bold", linespacing=1.15, gid=f"header-{place}")
 
     y_top = rows_top
     for row, (hop, lines, h) in enumerate(zip(hops, notes, row_h)):
         y = y_top - h / 2
-        y_top -= h
         x0 = col[hop.place]
         x1 = col[hops[row + 1].place] if row + 1 < len(hops) else x0
         color = component_color(hop.component)
@@ -264,20 +292,43 @@ def plot_path(path: Path, ax=None, *, title: str | None = None, max_width: float
                                      gid=f"hop-{hop.index}"))
         _badge(ax, start[0] if x1 != x0 else x0, y + (0.0 if x1 != x0 else 0.07), hop.index, color)
         _badge(ax, notes_x + 0.09, y, hop.index, color)
-        ax.text(text_x, y, "\n".join(lines), ha="left", va="center", fontsize=TEXT_PT, color="#1a1a1a",
-                linespacing=1.2, gid=f"note-{hop.index}")
+        if hop.stand_in:
+            ax.add_patch(FancyBboxPatch((notes_x - 0.04, y_top - h + 0.03), W - margin - notes_x + 0.04, h - 0.06,
+                                        boxstyle="round,pad=0.0,rounding_size=0.04", facecolor="none",
+                                        edgecolor=STAND_IN_COLOR, linewidth=1.0, linestyle="--", zorder=1,
+                                        gid=f"stand-in-{hop.index}"))
+        text_top = y + line_h * (len(lines) + packet_rows[row]) / 2
+        if packet_rows[row]:
+            x = text_x
+            for piece, bold, key in _packet_pieces(hop):
+                family = "sans-serif" if key == "rewrote" else "monospace"
+                weight = "bold" if bold else "normal"
+                ax.text(x, text_top, piece, ha="left", va="top", fontsize=TEXT_PT, family=family,
+                        fontweight=weight, color=REWRITE_COLOR if (bold or key == "rewrote") else "#1a1a1a",
+                        gid=f"packet-{hop.index}-{key}", zorder=4)
+                # pieces are measured and spaced explicitly (a leading space would not be measured)
+                x += _text_width_in(piece, TEXT_PT, family=family, weight=weight) * 1.05 + \
+                    _text_width_in("n", TEXT_PT, family="monospace") * (2.5 if key == "dst" else 1.0)
+            text_top -= line_h
+        ax.text(text_x, text_top, "\n".join(lines), ha="left", va="top", fontsize=TEXT_PT,
+                color=STAND_IN_COLOR if hop.stand_in else "#1a1a1a", linespacing=1.3, gid=f"note-{hop.index}")
+        y_top -= h
 
+    if key_h:
+        ax.text(margin, legend_h + key_h / 2, "each row: the packet after the hop, source → destination; "
+                "bold red: the address the hop rewrote", ha="left", va="center", fontsize=TEXT_PT,
+                color="#333333", gid="packet-key")
     handles = [Line2D([0], [0], color=component_color(c), lw=3, label=c.value) for c in used]
     if control:
         handles.append(Line2D([0], [0], color="black", lw=1.5, ls="--", label="control plane (dashed)"))
+    if stood:
+        handles.append(Line2D([0], [0], color=STAND_IN_COLOR, lw=1.0, ls="--",
+                              label="stand-in on this backend (dashed frame)"))
     if handles:
         fig.legend(handles=handles, loc="lower left", bbox_to_anchor=(margin / W, 0.02 / H),
                    ncol=min(legend_cols, len(handles)), fontsize=TEXT_PT, frameon=False,
                    handlelength=1.6, columnspacing=1.2)
-    label = title or (f"{path.way.value}: {path.client} → {path.destination or 'nothing answers'}"
-                      + ("   (model prediction)" if path.predicted else ""))
-    label = "\n".join(_fit_lines(label, W - 2 * margin, TITLE_PT, max_lines=2))
-    fig.suptitle(label, fontsize=TITLE_PT, x=margin / W, y=1 - 0.06 / H, ha="left", va="top")
+    fig.suptitle("\n".join(title_lines), fontsize=TITLE_PT, x=margin / W, y=1 - 0.06 / H, ha="left", va="top")
     return fig
 
 
@@ -387,40 +438,118 @@ def chain_tree(nodes, edges, start: str) -> list[tuple[int, str, str, bool]]:
     return rows
 
 
+# "namespace/name:port" (or "namespace/name") as kube-proxy writes it into its rule comments, e.g.
+# "default/url-shortener:http -> 10.244.0.5:8080", "masquerade traffic for ns/svc:http external destinations"
+# (kubernetes pkg/proxy/iptables/proxier.go: svcPortNameString in every per-service rule's comment).
+_SERVICE_PORT_NAME = re.compile(r"(?<![\w./-])([a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?"
+                                r"(:[-a-zA-Z0-9]+)?)(?![\w./])")
+_CHAIN_ROLE = {"KUBE-EXT-": " (external)", "KUBE-FW-": " (load balancer)", "KUBE-SVL-": " (local endpoints)"}
+
+
+def _service_in(comment: str | None) -> str | None:
+    m = _SERVICE_PORT_NAME.search(comment or "")
+    return m.group(1) if m else None
+
+
+def chain_services(ruleset, table: str = "nat") -> dict[str, str]:
+    """kube-proxy's per-service chains named by what they serve, read off the rule comments:
+    ``KUBE-SVC-…`` -> ``"default/url-shortener:http"``, ``KUBE-SEP-…`` -> ``"default/url-shortener:http →
+    10.244.0.5:8080"`` (its DNAT target), ``KUBE-EXT-…`` -> ``"… (external)"``, ``KUBE-FW-…`` ->
+    ``"… (load balancer)"``. A chain whose rules carry no comment (kube-proxy drops them in very
+    large clusters) is named from the comment of a rule that jumps to it, else left out."""
+    chains = ruleset.tables.get(table, {})
+    from_jumps: dict[str, str] = {}
+    for chain in chains.values():
+        for rule in chain.rules:
+            if rule.target and rule.target.startswith(_PER_SERVICE) and rule.target not in from_jumps:
+                svc = _service_in(rule.comment)
+                if svc:
+                    from_jumps[rule.target] = svc
+    out: dict[str, str] = {}
+    for name, chain in chains.items():
+        if not name.startswith(_PER_SERVICE):
+            continue
+        svc = next((x for x in (_service_in(r.comment) for r in chain.rules) if x), None) or from_jumps.get(name)
+        if not svc:
+            continue
+        if name.startswith("KUBE-SEP-"):
+            dest = next((r.target_option("--to-destination") for r in chain.rules if r.target == "DNAT"), None)
+            out[name] = f"{svc} → {dest.value}" if dest is not None and dest.value else svc
+        else:
+            out[name] = svc + next((v for k, v in _CHAIN_ROLE.items() if name.startswith(k)), "")
+    return out
+
+
 def plot_chain_graph(ruleset, start: str | tuple[str, str] = "PREROUTING", service: str | None = None, *,
                      table: str = "nat", ax=None, max_nodes: int = 40, title: str | None = None,
                      max_width: float = MAX_WIDTH_IN):
     """Draw the chains reachable from ``start`` as a tree, top to bottom: each chain one row,
     indented under the chain that jumps to it, in rule order; boxes coloured by owner; kube-proxy's
-    ``--probability`` beside the endpoint chain it picks. A chain met a second time is drawn again
-    (dashed, not expanded: "↑ above"); rule targets (DNAT ...) are dotted. The figure is narrow and as tall as the tree, so it is never
-    shrunk to the notebook's width.
+    ``--probability`` beside the endpoint chain it picks, and each per-service chain named by its
+    service (a SEP also by its endpoint, :func:`chain_services`). A chain met a second time is drawn
+    again (dashed, not expanded: "↑ above"); rule targets (DNAT ...) are dotted. The figure is at
+    most ``max_width`` wide and as tall as the tree; a name that does not fit beside its box goes
+    on a line of its own under it, right of every connector; the owners' legend is under the title.
+
+    Why an own layout and no graph-layout library: docs/architecture.md ("chain graphs").
 
     Returns the Figure. Each chain's first box carries ``gid="chain-NAME"`` (repeats
-    ``"chain-NAME#2"``, ...), each edge ``gid="edge-A->B"``.
+    ``"chain-NAME#2"``, ...), its service name ``gid="service-NAME"``, each edge ``gid="edge-A->B"``.
     """
     matplotlib, plt = _plt()
     from matplotlib.patches import FancyArrowPatch, Patch
 
     nodes, edges = chain_graph(ruleset, start, table=table, service=service, max_nodes=max_nodes)
+    names = chain_services(ruleset, table)
     start_name = start[1] if isinstance(start, tuple) else start
     tree = chain_tree(nodes, edges, start_name)
-    margin, pad, indent, row_h, box_h = 0.12, 0.05, 0.42, 0.28, 0.21
+    margin, pad, indent, row_h, box_h, line_h = 0.12, 0.05, 0.34, 0.28, 0.21, 0.17
 
     def box_w(name: str) -> float:
         return _text_width_in(name, TEXT_PT, family="monospace") * 1.05 + 2 * pad
 
-    tree_w = max(margin + d * indent + box_w(n) + 0.08 + _text_width_in("p=0.00  ↑ above", TEXT_PT)
-                 for d, n, _l, _r in tree)
+    def side_text(name: str, edge_label: str, repeated: bool) -> str:
+        notes = [edge_label] if edge_label else []
+        if repeated and any(a == name for a, _b, _l in edges):
+            notes.append("↑ above")
+        return "  ".join(notes)
+
+    def label_of(name: str) -> str:
+        return names.get(name, "")
+
+    def width_of(text: str) -> float:
+        return _text_width_in(text, TEXT_PT) * 1.05 if text else 0.0
+
+    # the widest row with every name beside its box, and the widest with names on their own line
+    beside = [margin + d * indent + box_w(n) + 0.1 + width_of(side_text(n, l, r))
+              + (0.12 + width_of(label_of(n)) if label_of(n) else 0.0) for d, n, l, r in tree]
+    W = min(max_width - 0.2, max(max(beside) + margin, 5.0))     # savefig pads 0.1 in a side
     capped = f"   (first {max_nodes} boxes; raise max_nodes for more)" if len(nodes) >= max_nodes else ""
     label = title or f"{table} {start_name}" + (f" for {service}" if service else "") + capped
+    title_lines = _fit_lines(label, W - 2 * margin, TITLE_PT, max_lines=6)
+    title_h = 0.18 * len(title_lines) + 0.16
     owners_seen: "OrderedDict[str, None]" = OrderedDict((nodes[n]["owner"], None) for _d, n, _l, _r in tree)
     legend_labels = ["rule target (leaf)" if o == "target" else o for o in owners_seen]
-    legend_w = max([_text_width_in(l, TEXT_PT) for l in legend_labels] + [_text_width_in("owner", TEXT_PT)]) + 0.5
-    W = min(max_width - 0.2, max(tree_w + 0.3 + legend_w + margin, 5.0))   # savefig pads 0.1 in a side
-    title_lines = _fit_lines(label, W - 2 * margin, TITLE_PT, max_lines=3)
-    title_h = 0.18 * len(title_lines) + 0.2
-    H = title_h + row_h * len(tree) + 0.12
+    # the legend in rows under the title, as many entries a row as fit
+    entry_w = [width_of(l) + 0.45 for l in legend_labels]
+    rows_of_legend, used_w = 1, 0.0
+    for w in entry_w:
+        if used_w + w > W - 2 * margin:
+            rows_of_legend, used_w = rows_of_legend + 1, 0.0
+        used_w += w
+    per_row = max(1, -(-len(entry_w) // rows_of_legend))
+    legend_h = 0.2 * rows_of_legend + 0.12
+
+    rows = []          # (depth, name, edge label, repeated, x, side text, service label, label below)
+    for d, n, l, r in tree:
+        x = margin + d * indent
+        side = side_text(n, l, r)
+        svc = label_of(n)
+        below = bool(svc) and beside[len(rows)] + margin > W
+        rows.append((d, n, l, r, x, side, svc, below))
+    heights = [row_h + (line_h * len(_fit_lines(svc, W - margin - (x + indent), TEXT_PT, max_lines=6))
+                        if below else 0.0) for _d, _n, _l, _r, x, _s, svc, below in rows]
+    H = title_h + legend_h + sum(heights) + 0.12
 
     if ax is None:
         fig = plt.figure((W, H))
@@ -431,12 +560,13 @@ def plot_chain_graph(ruleset, start: str | tuple[str, str] = "PREROUTING", servi
     ax.set_ylim(0, H)
     ax.axis("off")
 
-    pos: dict[int, tuple[float, float]] = {}     # row -> (left x, centre y)
+    pos: dict[int, tuple[float, float]] = {}     # row -> (left x, centre y of the box)
     stack: list[int] = []                          # rows of the current ancestors, by depth
     count: dict[str, int] = {}
-    for i, (depth, name, edge_label, repeated) in enumerate(tree):
-        x = margin + depth * indent
-        y = H - title_h - row_h * (i + 0.5)
+    y_top = H - title_h - legend_h
+    for i, ((depth, name, edge_label, repeated, x, side, svc, below), h) in enumerate(zip(rows, heights)):
+        y = y_top - row_h / 2
+        y_top -= h
         pos[i] = (x, y)
         del stack[depth:]
         info = nodes[name]
@@ -447,15 +577,21 @@ def plot_chain_graph(ruleset, start: str | tuple[str, str] = "PREROUTING", servi
                                    ec="black" if info["kind"] == "chain" else "#555555",
                                    ls=":" if info["kind"] != "chain" else "--" if repeated else "-",
                                    alpha=0.9))
-        after = x + box_w(name) + 0.08
-        notes = []
-        if edge_label:
-            notes.append(edge_label)
-        if repeated and any(a == name for a, _b, _l in edges):
-            notes.append("↑ above")
-        if notes:
-            ax.text(after, y, "  ".join(notes), ha="left", va="center", fontsize=TEXT_PT, color="#333333",
-                    zorder=3)
+        after = x + box_w(name) + 0.1
+        if side:
+            ax.text(after, y, side, ha="left", va="center", fontsize=TEXT_PT, color="#333333", zorder=3,
+                    gid=f"note-{name}")
+            after += width_of(side) + 0.12
+        if svc:
+            sgid = f"service-{name}" if count[name] == 1 else f"service-{name}#{count[name]}"
+            if below:      # under the box, right of this box's own connector (which runs at x + 0.45 indent)
+                sx = x + indent
+                lines = _fit_lines(svc, W - margin - sx, TEXT_PT, max_lines=6)
+                ax.text(sx, y - row_h / 2 + 0.02, "\n".join(lines), ha="left", va="top", fontsize=TEXT_PT,
+                        color="#1f3b73", zorder=3, gid=sgid, linespacing=1.25)
+            else:
+                ax.text(after, y, svc, ha="left", va="center", fontsize=TEXT_PT, color="#1f3b73", zorder=3,
+                        gid=sgid)
         if stack:
             parent = stack[-1]
             px, py = pos[parent]
@@ -467,9 +603,9 @@ def plot_chain_graph(ruleset, start: str | tuple[str, str] = "PREROUTING", servi
 
     handles = [Patch(facecolor=owner_color(o), edgecolor="black", label=l)
                for o, l in zip(owners_seen, legend_labels)]
-    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=((W - legend_w - margin) / W, 1 - title_h / H),
-               ncol=1, fontsize=TEXT_PT, frameon=False, title="owner", title_fontsize=TEXT_PT,
-               alignment="left", handlelength=1.4)
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(margin / W, 1 - (title_h - 0.04) / H),
+               ncol=per_row, fontsize=TEXT_PT, frameon=False, handlelength=1.4, columnspacing=1.0,
+               borderaxespad=0.0, borderpad=0.1)
     fig.suptitle("\n".join(title_lines), fontsize=TITLE_PT, x=margin / W, y=1 - 0.06 / H, ha="left", va="top")
     return fig
 
@@ -489,14 +625,15 @@ def _as_mapping(values) -> "OrderedDict[str, float]":
 
 
 def plot_probabilities(predicted, measured=None, *, rule_probabilities=None, ax=None,
-                       title: str = "Which endpoint answers?", n: int | None = None,
+                       title: str | None = None, n: int | None = None,
                        simulated: bool = False):
     """Bars of the predicted share of each endpoint next to the measured share.
 
     ``predicted``/``measured``: mappings endpoint -> fraction (or sequences). ``rule_probabilities``
     (endpoint -> the ``--probability`` of its rule) is printed above the bars, so 1/3, 1/2, 1 can be
-    seen turning into 1/3 each. ``n``: how many requests were measured, for the title. ``simulated``:
+    seen turning into 1/3 each. ``n``: how many requests were measured, for the legend. ``simulated``:
     the "measured" shares are the sim backend's draws (``Response.predicted``), and the legend says so.
+    The default title counts the endpoints in the data (after scaling to 4: "4 endpoints").
     """
     matplotlib, plt = _plt()
     pred = _as_mapping(predicted)
@@ -525,6 +662,8 @@ def plot_probabilities(predicted, measured=None, *, rule_probabilities=None, ax=
     top = max([*pred.values(), *meas.values(), 0.5])
     ax.set_ylim(0, min(1.15, top + 0.2))
     ax.set_ylabel("share of requests")
+    if title is None:
+        title = f"Which of the {len(labels)} endpoints answers?" if len(labels) != 1 else "One endpoint answers"
     ax.set_title(title, fontsize=11, loc="left")
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
@@ -630,4 +769,4 @@ def save(fig, path: str, dpi: int = FIGURE_DPI) -> str:
 
 
 __all__ = ["COMPONENT_COLORS", "OWNER_COLORS", "FIGURE_DPI", "MAX_WIDTH_IN", "MIN_FONT_PT", "component_color", "owner_color", "path_places", "plot_path",
-           "chain_graph", "plot_chain_graph", "plot_probabilities", "plot_latency", "plot_components", "save"]
+           "chain_graph", "chain_services", "plot_chain_graph", "plot_probabilities", "plot_latency", "plot_components", "save"]

@@ -214,6 +214,10 @@ class Backend(abc.ABC):
     def host_iptables_save(self) -> str:
         """The learner's machine's rules that matter to the course (Docker's DNAT); may be empty."""
         return ""
+    def nft_list_ruleset(self, node: str) -> str:
+        """The node's ``nft list ruleset`` text (kube-proxy's nftables mode; the iptables-nft tables too)."""
+        raise NotImplementedError(f"the {self.kind} backend cannot list nftables rules: use the sim, netns "
+                                  "or kind backend")
     @abc.abstractmethod
     def conntrack(self, node: str) -> list[ConntrackEntry]: ...
     @abc.abstractmethod

@@ -263,6 +263,38 @@ class SimBackend(Backend):
         """The parsed rules of ``node`` without counters (cached per model version)."""
         return self._rules_for(self._node(node).name).ruleset
 
+    # --- kube-proxy's nftables mode (networking.kubeProxyMode: nftables in the kind config) ---
+    @property
+    def proxy_mode(self) -> str | None:
+        """kube-proxy's mode in the modelled cluster (None while down)."""
+        return self._cluster.config.kube_proxy_mode if self._cluster is not None else None
+
+    def nft_ruleset(self, node: str):
+        """The node's whole ``nft list ruleset``, parsed (cached per model version and counters): the
+        iptables-nft tables of the other writers (with their predicted counters), then kube-proxy's
+        table rendered from the model. Its rules carry no counters, as kube-proxy writes none."""
+        from ..netfilter.nft import parse_nft
+        where = self._node(node).name
+        text = self.nft_list_ruleset(where)
+        cache = self.__dict__.setdefault("_nft_cache", {})
+        hit = cache.get(where)
+        if hit is None or hit[0] != text:
+            rs = parse_nft(text)
+            rs.source = f"sim {where} (nft list ruleset)"
+            hit = cache[where] = (text, rs)
+        return hit[1]
+
+    def nft_list_ruleset(self, node: str) -> str:
+        from ..netfilter.nft.node import iptables_to_nft, render_node_kube_proxy
+        where = self._node(node).name
+        cache = self.__dict__.setdefault("_nft_kp", {})
+        kp = cache.get(where)
+        if kp is None or kp[0] != self._version:
+            kp = cache[where] = (self._version, render_node_kube_proxy(self._need(), self._node(where),
+                                                                       form="ruleset"))
+        tables = iptables_to_nft(self._with_counters(where))
+        return tables + (kp[1] if self.proxy_mode == "nftables" else "")
+
     def host_ruleset(self):
         """The host's parsed Docker rules without counters (cached per model version)."""
         return self._rules_for(HOST).ruleset
@@ -298,6 +330,10 @@ class SimBackend(Backend):
         else:
             n = self._node(where)
             ctx = NodeContext(local_ips=frozenset(self._local_ips(n)), pod_cidrs=(n.pod_cidr,), name=n.name)
+            if self.proxy_mode == "nftables":        # the node's whole nft ruleset, kube-proxy's table too
+                from ..netfilter.nft import trace_nft
+                return trace_nft(self.nft_ruleset(where), Packet(src=src, dst=dst, dport=int(dport), sport=sport,
+                                 in_interface=in_interface, out_interface=out_interface), ctx)
         return trace(self._rules_for(where).ruleset,
                      Packet(src=src, dst=dst, dport=int(dport), sport=sport, in_interface=in_interface,
                             out_interface=out_interface), ctx)

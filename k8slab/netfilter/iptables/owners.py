@@ -35,6 +35,8 @@ _ALL_BUILTIN = frozenset(c for chains in BUILTIN_CHAINS.values() for c in chains
 @lru_cache(maxsize=4096)
 def owner_of(table: str | None, chain: str) -> str:
     """The owner of ``chain`` in ``table`` (one of the keys of :data:`OWNERS`)."""
+    if table == "kube-proxy":           # kube-proxy's nftables mode: its own nft table
+        return "kube-proxy"
     builtins = BUILTIN_CHAINS.get(table or "", _ALL_BUILTIN)
     if chain in builtins:
         return "builtin"

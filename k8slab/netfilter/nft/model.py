@@ -69,6 +69,12 @@ class Rule:
         return m.group(1) if m else ""
 
     @property
+    def target(self) -> str | None:
+        """The chain a ``jump``/``goto`` names (as the iptables Rule's ``target``), else None."""
+        v = self.verdict.split()
+        return v[1] if len(v) == 2 and v[0] in ("jump", "goto") else None
+
+    @property
     def matches(self) -> str:
         v = self.verdict
         text = self.expr[: len(self.expr) - len(v)].rstrip() if v and self.expr.endswith(v) else self.expr

@@ -528,3 +528,30 @@ def _tie_warnings(rs: NftRuleset) -> list[str]:
                        "last runs first; the listing order is taken as the registration order (a base chain "
                        "deleted and added again since registers anew)")
     return out
+
+
+# --- the iptables tracer's words, for readers of its hops (paths, plots) -------------------------
+
+def _iptables_action(action: str) -> str:
+    a = action
+    for nft, ipt in (("dnat to ", "DNAT "), ("snat to ", "SNAT ")):
+        if a.startswith(nft):
+            return ipt + a[len(nft):]
+    if a.startswith("masquerade"):
+        return "MASQUERADE (the source becomes the outgoing interface's address)"
+    if a.startswith("mark set "):
+        return "MARK " + a[len("mark set "):]
+    for word in ("reject", "drop", "accept", "return"):
+        if a == word or a.startswith(word + " "):
+            return word.upper() + a[len(word):]
+    return a
+
+
+def with_iptables_actions(trace: Trace) -> Trace:
+    """The same Trace with each hop's action in the iptables tracer's words (``DNAT ip:port``,
+    ``MASQUERADE``, ``MARK 0x..``, ``REJECT``): what :mod:`k8slab.paths` reads from a hop."""
+    def hops(hs):
+        return [replace(h, action=_iptables_action(h.action)) for h in hs]
+    for o in trace.outcomes:
+        o.hops = hops(o.hops)
+    return trace
