@@ -150,11 +150,24 @@ def _invoke(command: str, conflist: dict, plugin: dict, att: Attachment, prev: d
 
 def add(conflist: dict[str, Any], att: Attachment, *, exec_in: str | None = None,
         cni_path: str = CNI_PATH, timeout: float = 30.0) -> AddResult:
-    """CNI ADD of the whole list; returns the chained result."""
+    """CNI ADD of the whole list; returns the chained result.
+
+    If a plugin fails, the whole list is deleted (DEL, in reverse) before the error is raised, as the
+    container runtime does: containerd's RunPodSandbox (pkg/cri/server/sandbox_run.go) registers a
+    deferred ``teardownPodNetwork`` before ``setupPodNetwork``, so a failed ADD is followed by DEL of
+    the same attachment and no veth, route, IPAM lease or portmap chain of a half-made ADD is left."""
     prev: dict[str, Any] | None = None
     per_plugin = []
     for plugin in conflist["plugins"]:
-        prev = _invoke("ADD", conflist, plugin, att, prev, exec_in, cni_path, timeout)
+        try:
+            prev = _invoke("ADD", conflist, plugin, att, prev, exec_in, cni_path, timeout)
+        except BaseException as exc:
+            errors = delete(conflist, att, exec_in=exec_in, cni_path=cni_path, timeout=timeout)
+            if isinstance(exc, CniError):
+                exc.args = (f"{exc.args[0]} The runtime's DEL of the whole list followed"
+                            + (f" ({len(errors)} plugin(s) failed it: {'; '.join(errors)})" if errors
+                               else " and removed what the ADD had made") + ".", *exc.args[1:])
+            raise
         per_plugin.append(prev)
     result = prev or {}
     return AddResult(result=result, ip=first_ipv4(result) or "", gateway=_gateway(result),
