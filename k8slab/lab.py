@@ -330,6 +330,48 @@ class CounterWatch:
         return f"<counters on {self.node}: {len(self.frame)} rules moved>"
 
 
+class ConnectionWatch:
+    """``with lab.connections() as ct: ...`` then ``ct.frame``: the connections the kernel began
+    tracking on the node during the block (one row each: DNAT, SNAT, how the reply is translated
+    back, who the addresses are; see :mod:`k8slab.conntrack`). Two snapshots of ``conntrack -L``,
+    diffed by the original tuple; entries that touch none of the lab's networks (node IPs, pod
+    CIDRs, Service subnet, host gateway, loopback) are left out unless ``only_lab=False``, and
+    counted in ``ct.frame.attrs["left_out"]``. Control-plane connections that start meanwhile stay
+    in, labelled in the ``purpose`` column."""
+
+    def __init__(self, lab: "Lab", node: str, only_lab: bool = True):
+        self.lab = lab
+        self.node = node
+        self.only_lab = only_lab
+        self._before = None
+        self.entries = None
+        self.frame = None
+
+    def __enter__(self) -> "ConnectionWatch":
+        self._before = self.lab.backend.conntrack(self.node)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from . import conntrack as ct
+        after = self.lab.backend.conntrack(self.node)
+        new = ct.new_entries(self._before, after)
+        cluster, nodes = self.lab._cluster_and_nodes()
+        left_out = 0
+        if self.only_lab:
+            nets = ct.lab_networks(cluster, nodes)
+            kept = [e for e in new if ct.concerns_lab(e, nets)]
+            left_out, new = len(new) - len(kept), kept
+        self.entries = new
+        self.frame = self.lab._label(ct.connections_frame(new, ct.address_names(cluster, nodes)))
+        self.frame.attrs["node"] = self.node
+        self.frame.attrs["left_out"] = left_out
+
+    def __repr__(self) -> str:
+        if self.frame is None:
+            return f"<connections on {self.node}: watching>"
+        return f"<connections on {self.node}: {len(self.frame)} new>"
+
+
 
 class Lab:
     """A course cluster on one backend. See docs/architecture.md for the verbs."""
@@ -737,6 +779,29 @@ class Lab:
         cols = ["proto", "src", "sport", "dst", "dport", "reply_src", "reply_sport", "reply_dst",
                 "reply_dport", "state", "dnat", "snat"]
         return self._label(pd.DataFrame(rows, columns=cols))
+
+    def connections(self, node: str | None = None, only_lab: bool = True) -> ConnectionWatch:
+        """``with lab.connections() as ct: lab.request(...)`` then ``ct.frame``: the connections the
+        node's kernel began tracking meanwhile, with their DNAT and SNAT (see ConnectionWatch)."""
+        self._require_up()
+        if node == "host":
+            if self.backend_name == "kind":
+                raise LabStateError("the host's conntrack table is your own machine's (Docker Desktop: its "
+                                    "VM's): run `sudo conntrack -L` there; lab.connections() reads a node's")
+            return ConnectionWatch(self, "host", only_lab)
+        return ConnectionWatch(self, self._node(node).name, only_lab)
+
+    def _cluster_and_nodes(self):
+        """The cluster model and the live nodes, for naming addresses (None/[] when unavailable)."""
+        try:
+            cluster = self.backend.model()
+        except (K8sLabError, NotImplementedError, AttributeError):
+            cluster = None
+        try:
+            nodes = list(self.backend.nodes())
+        except K8sLabError:
+            nodes = []
+        return cluster, nodes
 
     def routes(self, node: str | None = None):
         """The node's routing table as a DataFrame (``ip route``): after the nat table has rewritten the

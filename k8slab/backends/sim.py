@@ -359,6 +359,8 @@ class SimBackend(Backend):
         return self._sport
 
     def conntrack(self, node: str) -> list[ConntrackEntry]:
+        if node == HOST:         # the learner's machine: Docker's DNAT and docker-proxy's connections
+            return list(self._conntrack.get(HOST, []))
         return list(self._conntrack.get(self._node(node).name, []))
 
     def _track(self, where: str, src, sport, dst, dport, rsrc, rsport, rdst, rdport) -> None:
@@ -590,6 +592,7 @@ class SimBackend(Backend):
             target = self._published(ip, port)
             if target is None:
                 return _error(f"connection refused: nothing listens on {ip}:{port} on the host")
+            self._track(HOST, ip, sport, ip, port, ip, port, ip, sport)   # to docker-proxy: no NAT
             node, cport = target
             # docker-proxy accepts on the host and opens its own connection to the node from the
             # host's address on the kind bridge: the node never sees 127.0.0.1.
@@ -602,7 +605,9 @@ class SimBackend(Backend):
             self._count(HOST, out)
             if out.destination:
                 dip, dport = _split(out.destination)
-                return self._to_node_ip(gw, dip, dport, http)
+                # Docker's DNAT is in the host's table; the same connection reaches the node
+                self._track(HOST, gw, sport, ip, port, dip, dport, gw, sport)
+                return self._to_node_ip(gw, dip, dport, http, sport=sport)
             return _error(f"connection refused: nothing listens on {ip}:{port} on the host")
         return self._to_node_ip(gw, ip, port, http)
 
@@ -613,7 +618,7 @@ class SimBackend(Backend):
                 return node, cport
         return None
 
-    def _to_node_ip(self, src: str, ip: str, port: int, http: _Http) -> Response:
+    def _to_node_ip(self, src: str, ip: str, port: int, http: _Http, sport: int | None = None) -> Response:
         """A connection from the host (its kind-bridge address) to ``ip``: a node, or nowhere."""
         c = self._need()
         node = next((n for n in c.nodes if n.ip == ip), None)
@@ -624,11 +629,14 @@ class SimBackend(Backend):
                               "Service addresses exist only inside the nodes (use the node IP and a "
                               "NodePort, the hostPort via localhost, or request from a pod)")
             return _error(f"no route to host / timeout: nothing has the address {ip}")
-        sport = self._next_sport()
+        translated = sport is not None          # already DNAT'd on the host: tracked there
+        sport = sport if translated else self._next_sport()
         # the host reaches the node over the kind network's bridge: say so, so that Docker's
         # "! -o <bridge>" MASQUERADE is (correctly) not taken
         tr = self._trace(HOST, src, ip, port, sport, None, c.bridge_name())
         self._count(HOST, self._choose(tr))
+        if not translated:
+            self._track(HOST, src, sport, ip, port, ip, port, src, sport)
         return self._enter(node.name, src, sport, ip, port, "eth0", http)
 
     def _enter(self, where: str, src: str, sport: int, dst: str, dport: int, in_if: str | None,
@@ -645,27 +653,28 @@ class SimBackend(Backend):
         if out.verdict == "DROP":
             return _error(f"timeout: dropped on {node.name} by {_last_rule(out)}")
         fip, fport = _split(out.destination) if out.destination else (dst, dport)
-        seen = src
+        seen, seen_port = src, sport
         if out.masquerade:
             seen = out.source or masquerade_source(c, node, fip)
-        self._track(node.name, src, sport, dst, dport, fip, fport, seen, sport)
+            seen_port = _nat_port(self.seed, out, src, sport, dst, dport)
+        self._track(node.name, src, sport, dst, dport, fip, fport, seen, seen_port)
         if fip in self._local_ips(node):
             return self._local(node, fip, fport)
         pod = _pod_at(c, fip)
         if pod is None:
             if any(n.ip == fip for n in c.nodes):
                 other = next(n for n in c.nodes if n.ip == fip)
-                return self._enter(other.name, seen, sport, fip, fport, "eth0", http)
+                return self._enter(other.name, seen, seen_port, fip, fport, "eth0", http)
             return _error(f"no route to host / timeout: nothing has the address {fip} (from {node.name})")
         if pod.node_name != node.name:
             # routed to the pod's node (kindnet's route via that node's IP): its rules see a new packet
             other = self._node(pod.node_name)
-            tr2 = self._trace(other.name, seen, fip, fport, sport, "eth0")
+            tr2 = self._trace(other.name, seen, fip, fport, seen_port, "eth0")
             out2 = self._choose(tr2)
             if http.counted:
                 self._count(other.name, out2)
-            self._track(other.name, seen, sport, fip, fport, fip, fport, seen, sport)
-        return self._deliver_pod(pod, seen, sport, fport, http)
+            self._track(other.name, seen, seen_port, fip, fport, fip, fport, seen, seen_port)
+        return self._deliver_pod(pod, seen, seen_port, fport, http)
 
     def _local(self, node, ip: str, port: int) -> Response:
         for s in self.sockets(node.name):
@@ -847,6 +856,24 @@ def _stable_port(seed: int, *key: str) -> int:
     import hashlib
     h = hashlib.sha256("/".join((str(seed),) + key).encode()).digest()
     return 32768 + int.from_bytes(h[:4], "big") % 28000
+
+
+def _nat_port(seed: int, outcome, src: str, sport: int, dst: str, dport: int) -> int:
+    """The source port after the outcome's MASQUERADE/SNAT. kube-proxy's MASQUERADE carries
+    ``--random-fully``: the kernel then picks the port at random in 1024-65535 (nf_nat's unique-tuple
+    search for a source port >= 1024; measured in the netns backend: 46886 became 47692, 50518 became
+    25236), so the sim predicts one with a seeded hash. Without it (portmap's MASQUERADE) the port is
+    kept, as the kernel does when the tuple is free (measured: 50738 stayed 50738)."""
+    import hashlib
+    for h in outcome.hops:
+        rule = h.rule
+        if rule is not None and (rule.target or "").upper() in ("MASQUERADE", "SNAT"):
+            if "--random-fully" in (rule.line or "") or any(
+                    getattr(o, "name", "") == "--random-fully" for o in rule.target_options):
+                d = hashlib.sha256(f"{seed}/nat-port/{src}:{sport}/{dst}:{dport}".encode()).digest()
+                return 1024 + int.from_bytes(d[:4], "big") % (65535 - 1024 + 1)
+            return sport
+    return sport
 
 
 def _rejected_service(outcome) -> str:
