@@ -178,6 +178,21 @@ def new_entries(before: Iterable[ConntrackEntry], after: Iterable[ConntrackEntry
     return out
 
 
+def in_path_order(entries: Iterable[ConntrackEntry]) -> list[ConntrackEntry]:
+    """The entries with each connection before the ones it led to: a connection that starts where
+    another one was delivered (nginx dialling the app after the hostPort DNAT brought the request to
+    nginx) comes after it. ``conntrack -L`` lists in hash order, so without this the Ingress's two
+    connections come in either order. Otherwise the order is kept."""
+    rest = list(entries)
+    out: list[ConntrackEntry] = []
+    while rest:
+        ends = {e.reply_src for e in rest}
+        first = next((e for e in rest if e.src not in ends or e.src == e.reply_src), rest[0])
+        out.append(first)
+        rest.remove(first)
+    return out
+
+
 def _who(ip: str, names: Mapping[str, str]) -> str:
     name = names.get(ip)
     return f"{ip} ({name})" if name else ip

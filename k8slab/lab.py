@@ -361,8 +361,8 @@ class ConnectionWatch:
             nets = ct.lab_networks(cluster, nodes)
             kept = [e for e in new if ct.concerns_lab(e, nets)]
             left_out, new = len(new) - len(kept), kept
-        self.entries = new
-        self.frame = self.lab._label(ct.connections_frame(new, ct.address_names(cluster, nodes)))
+        self.entries = ct.in_path_order(new)
+        self.frame = self.lab._label(ct.connections_frame(self.entries, ct.address_names(cluster, nodes)))
         self.frame.attrs["node"] = self.node
         self.frame.attrs["left_out"] = left_out
 

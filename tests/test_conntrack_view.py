@@ -116,6 +116,13 @@ def test_new_entries_and_lab_filter():
     assert ct.concerns_lab(a, nets) and not ct.concerns_lab(b, nets)
 
 
+def test_in_path_order_puts_the_ingress_hop_first():
+    # conntrack -L listed nginx's connection first (netns-node.txt): the request reached nginx first
+    nginx_to_app, host_to_nginx = parse_netns(captured("netns-node.txt"))[1:3]
+    assert ct.in_path_order([nginx_to_app, host_to_nginx]) == [host_to_nginx, nginx_to_app]
+    assert ct.in_path_order([host_to_nginx, nginx_to_app]) == [host_to_nginx, nginx_to_app]
+
+
 # --- sim: the predicted entries per way in ----------------------------------------------------------
 
 def test_sim_nodeport_dnat_and_masquerade(sim):
@@ -255,8 +262,9 @@ def test_kernel_entries_have_the_shape_the_sim_predicts(kernel, sim, way):
     if way == "nodeport":
         (e,) = real_app
         assert e.dnat and e.snat and e.reply_dst == r.client
-    if way == "ingress":
-        assert len(real_app) == 2 and sum(e.dnat for e in real_app) == 1
+    if way == "ingress":                      # the hostPort DNAT to nginx, then nginx -> pod IP, no NAT
+        assert len(real_app) == 2 and [e.dnat for e in real.entries] == [True, False]
+        assert real.entries[1].src == real.entries[0].reply_src
     if way == "hairpin":                       # portmap's MASQUERADE (no --random-fully) keeps the port
         (e,) = [e for e in real_app if e.dport == 80]
         assert e.reply_dport == e.sport
