@@ -48,6 +48,7 @@ from ... import runner
 from ...errors import BackendUnavailable, K8sLabError, LabStateError, NotFound
 from ...progress import Progress
 from .. import cni, nsrelay
+from . import nft
 from ..base import Backend, ConntrackEntry, Finding, NodeInfo, PortForward, Response, Route, Socket, parse_ip_route, resolves_to_loopback
 from . import plumbing as pl
 from . import text as tx
@@ -655,6 +656,7 @@ class NetnsBackend(Backend):
             (self.state / f"last-restore-{node.name}.rules").write_text(text)
             pl.iptables_restore(node.netns, text)
             node.rules_loaded = True
+            nft.sync(self, node)              # kube-proxy's nftables mode: its nft table (netns/nft.py)
 
     # ------------------------------------------------------------------ the ingress controller
     def _controller(self) -> PodNet | None:
@@ -758,6 +760,14 @@ class NetnsBackend(Backend):
     def iptables_save(self, node: str) -> str:
         self._require_up()
         return pl.exec_in(self._node(node).netns, ["iptables-save", "-c"], timeout=20).stdout
+
+    def nft_list_ruleset(self, node: str) -> str:
+        self._require_up()
+        return nft.list_ruleset(self, self._node(node).netns)
+
+    @property
+    def proxy_mode(self) -> str | None:
+        return nft.proxy_mode(self)
 
     def host_iptables_save(self) -> str:
         self._require_up()
