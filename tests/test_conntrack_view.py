@@ -277,3 +277,25 @@ def test_kernel_port_forward_leaves_nothing_on_the_node(kernel):
             r = kernel.request(f"http://127.0.0.1:{pf.local_port}/whoami")
     assert r.ok and r.client == "127.0.0.1"
     assert [e for e in c.entries if ct.purpose_of(e, _names(kernel)) == "app traffic"] == []
+
+
+# --- kind (fake docker/kind/kubectl, tests/fakes): the node's table read twice, the host's refused --
+
+def test_kind_connections_read_the_node_twice_and_refuse_the_host(tmp_path, monkeypatch):
+    from fakes.harness import fake_tools
+    from k8slab import Lab
+    from k8slab.backends import kind as k
+    from k8slab.errors import LabStateError
+    ft = fake_tools(tmp_path, monkeypatch)
+    monkeypatch.chdir(ft.root)
+    monkeypatch.setattr(k.KindBackend, "available", classmethod(lambda cls: (True, "fake tools")))
+    lab = Lab(backend="kind", root=ft.root, quiet=True)
+    lab.up()
+    ft.clear_log()
+    with lab.connections() as c:
+        pass
+    reads = [a for a in ft.argvs("docker") if "conntrack" in a]
+    assert len(reads) == 2 and reads[0][-2:] == ["conntrack", "-L"]
+    assert c.entries == [] and c.frame.attrs["predicted"] is False      # the fake's table did not change
+    with pytest.raises(LabStateError, match="sudo conntrack -L"):
+        lab.connections("host")
