@@ -244,3 +244,48 @@ def test_netns_resync_follows_scaling(netns_lab):
         assert "numgen random mod 2 vmap" in lab.backend.nft_list_ruleset(lab.backend.model().control_plane.name)
     finally:
         lab.scale("url-shortener", 3)
+
+
+# --- the kind backend in nftables mode, through the kind emulator (tests/kindemu, root) -----------
+
+KIND_FLOW = """
+import json, sys
+from fractions import Fraction
+from k8slab import Lab
+lab = Lab(backend="kind", name=sys.argv[1], quiet=True, proxy_mode="nftables")
+out = {}
+try:
+    lab.up(); lab.deploy_app(replicas=3)
+    rs = lab.nftables()                                   # docker exec NODE nft list ruleset
+    out["tables"] = [f"{t.family} {t.name}" for t in rs.tables]
+    out["kube_proxy_chains_in_iptables"] = lab.iptables().chain("nat", "KUBE-SERVICES") is not None
+    ip = lab.backend.model().service("url-shortener").cluster_ip
+    t = lab.trace(ip, 80)
+    out["spread"] = sorted(str(v) for v in t.by_destination().values())
+    r = lab.request(f"http://{ip}/whoami", from_="pod")
+    out["pod"] = r.status
+finally:
+    lab.down()
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_kind_backend_in_nftables_mode_through_the_emulator(tmp_path):
+    """kind/cluster-nftables.yaml through the kind backend's own code on the emulator: lab.nftables()
+    reads `docker exec NODE nft list ruleset`, lab.trace goes through kube-proxy's table."""
+    import json
+    from conftest import skip_unless_root
+    skip_unless_root(*NETNS_TOOLS, "curl", "nsenter")
+    run = ROOT / "tests" / "kindemu" / "run"
+    cluster = f"k8s-emu-n{os.getpid() % 100000}"
+    (tmp_path / "flow.py").write_text(KIND_FLOW)
+    res = subprocess.run([str(run), "--mode", "linux", "--", str(ROOT / ".venv" / "bin" / "python"),
+                          str(tmp_path / "flow.py"), cluster], capture_output=True, text=True, timeout=400,
+                         cwd=ROOT, env={**os.environ, "K8SLAB_CACHE": str(tmp_path / "cache")})
+    line = next((ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    assert line, res.stdout[-2000:] + res.stderr[-4000:]
+    out = json.loads(line[7:])
+    assert "ip kube-proxy" in out["tables"] and "ip nat" in out["tables"]
+    assert out["kube_proxy_chains_in_iptables"] is False
+    assert out["spread"] == ["1/3", "1/3", "1/3"]
+    assert out["pod"] == 200

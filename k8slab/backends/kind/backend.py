@@ -518,6 +518,12 @@ class KindBackend(KindDoctor, Backend):
         self.iptables_mode = mode
         return text
 
+    def nft_list_ruleset(self, node: str | None = None) -> str:
+        """``docker exec NODE nft list ruleset``: kube-proxy's table in nftables mode (kind's node image
+        ships nft) and the iptables-nft tables the node's other writers keep. A node whose iptables
+        are iptables-legacy (a host Docker on legacy) has those rules outside nft's listing."""
+        return self._exec(self._node(node), "nft", "list", "ruleset").stdout
+
     def host_iptables_save(self) -> str:
         """Docker's NAT rules on this machine (needs root on Linux; empty elsewhere, with a note)."""
         if sys.platform != "linux" or os.geteuid() != 0:
