@@ -97,6 +97,8 @@ def purpose_of(e: ConntrackEntry, names: Mapping[str, str] | None = None) -> str
     if not e.sport and not e.dport:
         return "other (no ports: not TCP/UDP)"
     known = names or {}
+    if not e.dnat and known.get(e.src, "").startswith("node ") and known.get(e.dst, "").startswith("pod "):
+        return "node -> pod directly (the kubelet's probes look like this)"
     if any(known.get(a, "").startswith(("pod ", "ClusterIP ")) for a in (e.src, e.dst, e.reply_src, e.reply_dst)):
         return "app traffic"       # a pod or a Service at either end (the node's own traffic is "other")
     return "other"

@@ -90,16 +90,19 @@ def test_host_table_and_portless_lines():
 def test_control_plane_connections_are_labelled_not_hidden(sim):
     # Constructed in conntrack -L's form (no kind capture here): CoreDNS watching the API server through
     # the kubernetes Service (10.96.0.1:443 -> the API server's :6443), and the API server's exec/logs
-    # connection to the kubelet (:10250).
+    # connection to the kubelet (:10250), a DNS lookup, and a readiness probe from the node's veth end.
     text = ("tcp      6 86398 ESTABLISHED src=10.244.0.3 dst=10.96.0.1 sport=51234 dport=443 "
             "src=172.18.0.2 dst=10.244.0.3 sport=6443 dport=51234 [ASSURED] mark=0 use=1\n"
             "tcp      6 86398 ESTABLISHED src=172.18.0.2 dst=172.18.0.2 sport=40100 dport=10250 "
             "src=172.18.0.2 dst=172.18.0.2 sport=10250 dport=40100 [ASSURED] mark=0 use=1\n"
             "udp      17 27 src=10.244.0.8 dst=10.96.0.10 sport=38811 dport=53 src=10.244.0.3 "
-            "dst=10.244.0.8 sport=53 dport=38811 mark=0 use=1\n")
+            "dst=10.244.0.8 sport=53 dport=38811 mark=0 use=1\n"
+            "tcp      6 118 TIME_WAIT src=10.244.0.1 dst=10.244.0.5 sport=43512 dport=8080 src=10.244.0.5 "
+            "dst=10.244.0.1 sport=8080 dport=43512 [ASSURED] mark=0 use=1\n")
     entries = parse_kind(text)
     df = ct.connections_frame(entries, _names(sim))
-    assert list(df["purpose"]) == ["control plane (API server :6443)", "control plane (kubelet :10250)", "DNS"]
+    assert list(df["purpose"]) == ["control plane (API server :6443)", "control plane (kubelet :10250)", "DNS",
+                                   "node -> pod directly (the kubelet's probes look like this)"]
     cluster, nodes = sim._cluster_and_nodes()
     nets = ct.lab_networks(cluster, nodes)
     assert all(ct.concerns_lab(e, nets) for e in entries)
