@@ -106,8 +106,9 @@ def test_two_kernels_share_one_lab_that_outlives_them(tmp_path):
         assert a.wait(60) == 0, a.stderr.read()[-3000:]
         # A has exited: the lab is up, A's app processes still serve, a third kernel attaches
         assert b.backend.is_up() and pl.read_state(NAME)["status"] == "up"
-        assert all(pl.proc_running(v["pid"], v["start"]) for k, v in pl.read_state(NAME)["procs"].items()
-                   if k.startswith("app-"))
+        procs = pl.read_state(NAME)["procs"]
+        assert {k for k in procs if k.startswith("docker-proxy-")} and all(
+            pl.proc_running(v["pid"], v["start"]) for v in procs.values()), procs
         ip = b.backend.model().service("url-shortener").cluster_ip
         answered = {b.request(f"http://{ip}/whoami", from_="pod").pod for _ in range(30)}
         assert answered == b_app, answered
@@ -126,6 +127,88 @@ def test_two_kernels_share_one_lab_that_outlives_them(tmp_path):
             b.down()
         pl.force_cleanup(NAME)
     assert not netns_of(NAME) and not pl.state_dir(NAME).exists()
+
+
+# A kernel that brings the lab up with the app and waits to be killed.
+KERNEL_K = textwrap.dedent("""
+    import sys, time
+    from k8slab import Lab
+    lab = Lab(backend="netns", name=sys.argv[1], quiet=True).up()
+    lab.deploy_app(replicas=2)
+    print("UP", flush=True)
+    time.sleep(600)
+""")
+
+
+def test_a_kernel_killed_with_its_process_group_leaves_the_lab_up():
+    """Jupyter shuts a kernel down by signalling its process group (jupyter_client's
+    LocalProvisioner.kill: os.killpg(pgid, SIGKILL); ipykernel 6.31's _at_shutdown signals only the
+    children in the kernel's group). The lab's helpers run in sessions of their own, so they stay;
+    helpers that stopped anyway are started again by the next up()."""
+    skip_unless_root(*TOOLS)
+    import signal
+    from k8slab import Lab
+    name = f"{NAME}-k"
+    pl.force_cleanup(name)
+    k = subprocess.Popen([sys.executable, "-c", KERNEL_K, name], cwd=ROOT, text=True, start_new_session=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lab = None
+    try:
+        _line(k, "UP", 120)
+        os.killpg(k.pid, signal.SIGKILL)
+        k.wait(10)
+        lab = Lab(backend="netns", name=name, quiet=True)
+        assert lab.backend.is_up()
+        procs = pl.read_state(name)["procs"]
+        assert all(pl.proc_running(v["pid"], v["start"]) for v in procs.values()), procs
+        # a kernel that took some helpers along (an app, a docker-proxy): up() starts them again,
+        # as the kubelet restarts a container and Docker its proxy
+        gone = sorted(k for k in procs if k.startswith("app-"))[:1] + ["docker-proxy-8080"]
+        for key in gone:
+            os.killpg(procs[key]["pid"], signal.SIGKILL)
+        assert pl.wait_until(lambda: not any(pl.proc_running(procs[k]["pid"], procs[k]["start"]) for k in gone), 5)
+        lab.up()                                      # attaches: no leftovers removed, nothing rebuilt
+        now = pl.read_state(name)["procs"]
+        assert set(now) == set(procs) and all(pl.proc_running(v["pid"], v["start"]) for v in now.values())
+        assert all(now[k]["pid"] == v["pid"] for k, v in procs.items() if k not in gone)
+        lab.wait_ready(30)
+        ip = lab.backend.model().service("url-shortener").cluster_ip
+        app = {p for p in lab.get("pods")["name"] if p.startswith("url-shortener-")}
+        assert {lab.request(f"http://{ip}/whoami", from_="pod").pod for _ in range(20)} == app
+    finally:
+        if k.poll() is None:
+            k.kill()
+        if lab is not None:
+            lab.down()
+        pl.force_cleanup(name)
+    assert not netns_of(name)
+
+
+def test_leftovers_of_a_lab_with_a_damaged_state_are_removed():
+    """state.json unreadable (a crash while writing it, a hand edit): up() removes what the pidfiles
+    and the namespaces name (the old helpers, checked by start time) and builds the lab again."""
+    skip_unless_root(*TOOLS)
+    from k8slab.backends.netns import NetnsBackend
+    from k8slab.progress import Progress
+    name = f"{NAME}-x"
+    pl.force_cleanup(name)
+    first = NetnsBackend(name, root=ROOT, progress=Progress(quiet=True))
+    second = NetnsBackend(name, root=ROOT, progress=Progress())
+    try:
+        first.up(ROOT / "kind" / "cluster.yaml")
+        old = {k: (p.pid, p.start) for k, p in first._procs.items()}
+        assert old
+        (pl.state_dir(name) / pl.STATE_FILE).write_text('{"version": 1, "status": "up", "nod')
+        second.up(ROOT / "kind" / "cluster.yaml")
+        assert second.is_up()
+        assert not any(pl.proc_running(pid, start) for pid, start in old.values())
+        assert not (set(k for k in second._procs) - set(old))  # the same helpers, started anew
+        assert all(second._procs[k].pid != old[k][0] for k in old)
+    finally:
+        second.down()
+        first.down()
+        pl.force_cleanup(name)
+    assert not netns_of(name)
 
 
 def test_down_from_another_process_is_seen_by_the_first(tmp_path):

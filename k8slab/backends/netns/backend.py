@@ -242,6 +242,31 @@ class NetnsBackend(Backend):
             "" if pl.proc_running(pid, creator.get("start")) else ", which has exited") if pid else "?"
         self.progress.step(f"netns lab {self.name!r} is already up (made by {where}): attaching to it "
                            f"({len(self._pods)} pods; lab.down() removes it)")
+        self._revive()
+
+    def _revive(self) -> None:
+        """Start again the lab's processes that have stopped (a crashed app, a relay killed with
+        some kernel), as the kubelet restarts a pod's containers (restartPolicy Always) and Docker
+        its proxies. A port-forward that stopped is forgotten (kubectl's would be gone too)."""
+        dead = [k for k, p in self._procs.items() if not p.alive]
+        if not dead:
+            return
+        mappings = {f"docker-proxy-{hp}": (hp, cp, ip) for hp, cp, ip in self._port_mappings()}
+        for key in dead:
+            proc = self._procs.pop(key)
+            pl.stop(self.name, proc)                 # what is left of its group; its pidfile
+            pod = next((p for p in self._pods.values() if p.proc is proc), None)
+            if pod is not None:
+                pod.proc = None
+            if pod is not None and pod.role == "app":
+                self._start_app(pod)
+            elif key == "nginx":
+                self._nginx_conf_text = ""
+                self._sync_nginx()
+            elif key in mappings:
+                self._start_docker_proxy(*mappings[key])
+        self._save("up")
+        self.progress.step(f"restarted what had stopped: {', '.join(sorted(dead))}")
 
     def _create(self, config: Path, sha: str) -> None:
         from ... import model as m
@@ -339,6 +364,9 @@ class NetnsBackend(Backend):
         if st is None or st.get("version") != self.STATE_VERSION or st.get("host_ns") != self.host_ns:
             if self._up or stamp is None:         # taken down (or made anew elsewhere for another host)
                 self._up = False
+                for proc in self._procs.values():
+                    if proc.popen is not None:
+                        proc.popen.poll()         # stopped by another process: reap it here
                 self._pods, self._nodes, self._procs = {}, {}, {}
                 for pf in self._forwards:
                     pf._closed = True
@@ -413,15 +441,18 @@ class NetnsBackend(Backend):
         pl.iptables_restore(self.host_ns, text, noflush=False)
         mappings = self._port_mappings()
         for host_port, container_port, node_ip in mappings:
-            key = f"docker-proxy-{host_port}"
-            proc, _ = pl.start_relay(self.name, key, listen_netns=self.host_ns,
-                                     listen=f"127.0.0.1:{host_port}", dial_netns=self.host_ns,
-                                     dial=f"{node_ip}:{container_port}",
-                                     info=f"docker-proxy 127.0.0.1:{host_port} -> {node_ip}:{container_port}")
-            self._procs[key] = proc
+            self._start_docker_proxy(host_port, container_port, node_ip)
         if mappings:
             self.progress.step("host port mappings: " + ", ".join(
                 f"{hp}->{ip}:{cp}" for hp, cp, ip in mappings) + " (Docker's DNAT + docker-proxy on 127.0.0.1)")
+
+    def _start_docker_proxy(self, host_port: int, container_port: int, node_ip: str) -> None:
+        key = f"docker-proxy-{host_port}"
+        proc, _ = pl.start_relay(self.name, key, listen_netns=self.host_ns,
+                                 listen=f"127.0.0.1:{host_port}", dial_netns=self.host_ns,
+                                 dial=f"{node_ip}:{container_port}",
+                                 info=f"docker-proxy 127.0.0.1:{host_port} -> {node_ip}:{container_port}")
+        self._procs[key] = proc
 
     def _port_mappings(self) -> list[tuple[int, int, str]]:
         """(hostPort, containerPort, node IP) of every node's extraPortMappings (TCP)."""
