@@ -1,5 +1,6 @@
-"""``k8slab trace FILE --dst IP --dport N``: follow one new connection through an iptables dump and
-print every way it can end (verdict, DNAT destination, masquerade, probability) with its hops.
+"""``k8slab trace FILE --dst IP --dport N``: follow one new connection through an iptables dump (or
+nft rules: ``nft list ruleset`` text, ``nft -j`` JSON, an ``nft -f`` transaction) and print every way
+it can end (verdict, DNAT destination, masquerade, probability) with its hops.
 
 One row per effect: paths that end the same way are merged, and a condition (an interface the packet
 does not name, whether an address is the node's own, session affinity, a match the tracer cannot
@@ -15,11 +16,12 @@ DEFAULT_SRC = "10.244.0.100"     # a pod address in kind's default pod CIDR (10.
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "trace", help="trace a new connection through an iptables-save dump",
+        "trace", help="trace a new connection through an iptables-save dump or nft rules",
         description="Follow the first packet of a new connection through an iptables-save dump "
-                    "(or kube-proxy restore input) the way netfilter does, and print every outcome "
+                    "(or kube-proxy restore input), or nft rules (nft list ruleset, nft -j JSON, or an "
+                    "nft -f transaction; detected), the way netfilter does, and print every outcome "
                     "with its probability, the conditions it holds under, and the rules it passed.")
-    p.add_argument("file", metavar="FILE", help="the dump (iptables-save output); '-' reads stdin")
+    p.add_argument("file", metavar="FILE", help="the dump (iptables-save or nft output); '-' reads stdin")
     p.add_argument("--dst", required=True, help="destination IP (a ClusterIP, node IP, pod IP ...)")
     p.add_argument("--dport", required=True, type=int, help="destination port")
     p.add_argument("--src", default=DEFAULT_SRC,
@@ -59,17 +61,19 @@ def _routes(path: str | None) -> tuple[tuple[str, str], ...]:
 
 def cmd_trace(args) -> int:
     from ..errors import TraceError
-    from ..netfilter.parser import parse_file
+    from ..netfilter.nft import trace_nft
+    from ..netfilter.nft.files import read_rules
     from ..netfilter.tracer import NodeContext, Packet, trace
 
     try:
         mark = int(args.mark, 0)
     except ValueError:
         raise TraceError(f"--mark {args.mark!r} is not a number (e.g. 0x4000)") from None
-    ruleset = parse_file(args.file)
+    form, ruleset = read_rules(args.file)
     packet = Packet(src=args.src, dst=args.dst, dport=args.dport, proto=args.proto, sport=args.sport,
                     in_interface=args.in_interface, out_interface=args.out_interface, mark=mark)
-    result = trace(ruleset, packet, NodeContext(frozenset(args.local_ip), routes=_routes(args.routes)))
+    tracer = trace if form == "iptables" else trace_nft
+    result = tracer(ruleset, packet, NodeContext(frozenset(args.local_ip), routes=_routes(args.routes)))
     for warning in result.warnings:
         print(f"k8slab: warning: {warning}", file=sys.stderr)
     if args.json:
