@@ -234,3 +234,94 @@ def test_pick_outcome_prefers_accept():
             return self.outcomes
     assert pick_outcome(T()).destination == "1.2.3.4:80"
     assert pick_outcome(T(), prefer=None).verdict == "ACCEPT"
+
+
+# --------------------------------------------------------------------------------------------
+# the packet after each hop, and which address each hop rewrote
+
+KERNEL_WAYS = ["clusterip", "nodeport", "hostport", "ingress"]
+
+
+def _nat_of(hop) -> set[str]:
+    """What the tracer's actions in this hop did, read off its action text: DNAT -> dst, MASQUERADE -> src."""
+    acts = hop.action.split(": ", 1)[-1]
+    return ({"dst"} if "DNAT " in acts or "REDIRECT " in acts else set()) | \
+        ({"src"} if "MASQUERADE" in acts or "SNAT" in acts else set())
+
+
+@pytest.mark.parametrize("way", KERNEL_WAYS)
+def test_rewrote_column_matches_the_nat_the_tracer_found(lab, way):
+    p = lab.path(way)
+    df = p.frame()
+    assert {"packet after this hop", "rewrote", "stand-in"} <= set(df.columns)
+    assert list(df["packet after this hop"]) == [f"{h.src} → {h.dst}" for h in p.hops]
+    model = lab.backend.model()
+    node = model.control_plane
+    prev = None
+    for h, rewrote in zip(p.hops, df["rewrote"]):
+        if h.component in (Component.KUBE_PROXY, Component.CNI_PORTMAP, Component.DOCKER) and h.evidence:
+            nat = _nat_of(h)
+            assert rewrote == {frozenset(): "", frozenset({"dst"}): "dst", frozenset({"src"}): "src",
+                               frozenset({"src", "dst"}): "src and dst"}[frozenset(nat)], (way, h)
+        if rewrote == "dst":                 # the DNAT target is the address the packet now goes to
+            target = h.evidence[-1].split("--to-destination ", 1)[1].split()[0]
+            assert h.dst == target and prev is not None and h.src == prev.src
+        if rewrote == "src":                 # MASQUERADE: the address of the interface it leaves by
+            assert h.src.split(":")[0] == masquerade_source(model, node, h.dst.split(":")[0])
+            assert h.dst == prev.dst
+        if rewrote == "":
+            assert prev is None or (h.src, h.dst) == (prev.src, prev.dst) or h.component is Component.CLIENT, (way, h)
+        prev = h
+    # the tracer's outcome: where the kernel part ends is the destination it found
+    kernel = [h for h in p.hops if h.rewrote == "dst"]
+    assert kernel and kernel[-1].dst == p.outcome.destination
+    # the answering process sees the source of the packet that reaches it
+    assert p.hops[-1].src.split(":")[0] == p.client_seen
+
+
+def test_proxies_open_new_connections(lab):
+    ing = lab.path("ingress")
+    rewrote = {h.component: h.rewrote for h in ing.hops}
+    assert rewrote[Component.DOCKER_PROXY] == "new connection"
+    assert rewrote[Component.INGRESS_CONTROLLER] == "new connection"
+    ctrl = next(h for h in ing.hops if h.component is Component.INGRESS_CONTROLLER)
+    assert ctrl.src.split(":")[0] == controller_pod(lab.backend.model()).ip and ctrl.dst == ing.destination
+    nodeport = lab.path("nodeport")
+    assert [h.rewrote for h in nodeport.hops if h.rewrote] == ["dst", "src"]   # one DNAT, then MASQUERADE
+
+
+def test_port_forward_packets_end_on_the_pods_loopback(lab):
+    p = lab.path("port-forward")
+    assert [h.rewrote for h in p.hops] == ["", "new connection", "new connection", "new connection",
+                                           "new connection", ""]
+    pod_ip = p.destination.split(":")[0]
+    assert p.hops[-1].dst == "127.0.0.1:8080" == p.answered_at
+    assert p.hops[-1].src.startswith("127.0.0.1:")
+    assert "127.0.0.1:8080" in p.headline() and pod_ip not in p.headline()
+    model = lab.backend.model()
+    assert p.hops[1].dst == model.endpoints_of("kubernetes")[0]          # the API server, from the model
+    assert p.hops[2].dst == f"{model.control_plane.ip}:10250"
+
+
+def _netns_like(lab, runs_as):
+    from dataclasses import replace
+    return [replace(n, runs_as=runs_as) for n in lab.backend.nodes()]
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_stand_ins_are_marked_where_the_nodes_are_namespaces(lab, way):
+    model = lab.backend.model()
+    # what NetnsBackend.nodes() says of a node, and what the kind backend says
+    netns = _netns_like(lab, "network namespace k8slab-control-plane (standing in for the Docker container)")
+    kind = _netns_like(lab, "Docker container k8slab-control-plane (kindest/node:v1.35.8)")
+    kw = dict(cluster_model=model, node_rules=lab.iptables(), host_rules=lab.host_iptables(), backend="netns")
+    on_netns = build_path(way, nodes=netns, **kw)
+    on_kind = build_path(way, nodes=kind, **kw)
+    stood = {Component.KUBECTL, Component.API_SERVER, Component.KUBELET, Component.RUNTIME, Component.DOCKER_PROXY}
+    assert [h.stand_in for h in on_netns.hops] == [h.component in stood for h in on_netns.hops]
+    assert list(on_netns.frame()["stand-in"]) == [h.stand_in for h in on_netns.hops]
+    assert not any(h.stand_in for h in on_kind.hops)
+    assert any(h.stand_in for h in on_netns.hops) == any(n.startswith("stand-in") for n in on_netns.notes)
+    if way == "port-forward":
+        assert [h.component for h in on_netns.hops if h.stand_in] == [
+            Component.KUBECTL, Component.API_SERVER, Component.KUBELET, Component.RUNTIME]

@@ -226,3 +226,174 @@ def test_fit_lines_measures_and_never_exceeds_the_width():
     assert len(short) == 2 and short[-1].endswith("…")
     pod = plot._fit_lines("pod ingress-nginx-controller-xzj7krrbjj-glr8m", 1.0, max_lines=5)
     assert all(line.endswith("-") for line in pod[1:-1])  # a long name breaks after its dashes
+
+
+# --------------------------------------------------------------------------------------------
+# What the figures say: the packet at each hop, stand-ins, nothing cut, chains named by service
+
+def _texts(fig) -> list[matplotlib.text.Text]:
+    return [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
+
+
+def _by_gid(fig) -> dict[str, matplotlib.text.Text]:
+    return {t.get_gid(): t for t in _texts(fig) if t.get_gid()}
+
+
+@pytest.fixture(scope="module")
+def sim_lab():
+    from conftest import course_lab
+    return course_lab()
+
+
+@pytest.mark.parametrize("way", ["port-forward", "clusterip", "nodeport", "hostport", "ingress"])
+def test_path_figure_shows_the_packet_after_each_hop_and_the_rewrite(sim_lab, way):
+    path = sim_lab.path(way)
+    fig = plot.plot_path(path)
+    texts = _by_gid(fig)
+    for hop in path.hops:
+        src, dst = texts[f"packet-{hop.index}-src"], texts[f"packet-{hop.index}-dst"]
+        assert (src.get_text(), dst.get_text()) == (hop.src, hop.dst)
+        rewritten = {"dst": {"dst"}, "src": {"src"}, "src and dst": {"src", "dst"},
+                     "new connection": {"src", "dst"}}.get(hop.rewrote, set())
+        for key, t in (("src", src), ("dst", dst)):
+            bold = t.get_fontweight() in ("bold", 700)
+            assert bold == (key in rewritten), (way, hop.index, key)
+            assert (to_hex(t.get_color()) == plot.REWRITE_COLOR) == (key in rewritten)
+        assert (f"packet-{hop.index}-rewrote" in texts) == bool(hop.rewrote)
+    assert not any(g.startswith("stand-in-") for g in (p.get_gid() or "" for p in fig.axes[0].patches))
+
+
+def test_port_forward_figure_title_says_the_app_accepts_on_loopback(sim_lab):
+    path = sim_lab.path("port-forward")
+    title = plot.plot_path(path)._suptitle.get_text().replace("\n", " ")
+    pod_ip = path.destination.split(":")[0]
+    assert "127.0.0.1:8080" in title and pod_ip not in title
+    assert path.hops[-1].place.split(" (")[0] in title      # the pod's name, whole
+
+
+def test_stand_in_hops_are_framed_and_labelled_on_netns_like_nodes(sim_lab):
+    from dataclasses import replace
+    from k8slab.paths import build_path
+    nodes = [replace(n, runs_as=f"network namespace {n.name} (standing in for the Docker container)")
+             for n in sim_lab.backend.nodes()]
+    path = build_path("port-forward", cluster_model=sim_lab.backend.model(), node_rules=sim_lab.iptables(),
+                      nodes=nodes, backend="netns")
+    fig = plot.plot_path(path)
+    frames = {p.get_gid() for p in fig.axes[0].patches if (p.get_gid() or "").startswith("stand-in-")}
+    assert frames == {f"stand-in-{h.index}" for h in path.hops if h.stand_in} and len(frames) == 4
+    for p in fig.axes[0].patches:
+        if p.get_gid() in frames:
+            assert p.get_linestyle() not in ("-", "solid")
+    notes = _by_gid(fig)
+    for h in path.hops:
+        assert notes[f"note-{h.index}"].get_text().startswith("(stand-in)") == h.stand_in
+    assert any("stand-in" in label for label in _legend_labels(fig))
+
+
+def test_course_figures_cut_nothing(sim_lab):
+    """No "…" anywhere: pod names in headers, DNAT targets, chain names and notes are whole."""
+    rules = sim_lab.iptables()
+    figs = [plot.plot_path(sim_lab.path(w)) for w in ("port-forward", "clusterip", "nodeport", "hostport",
+                                                       "ingress")]
+    figs += [plot.plot_chain_graph(rules, "PREROUTING", service=s) for s in
+             ("default/url-shortener", "default/url-shortener-nodeport", "ingress-nginx/ingress-nginx-controller")]
+    figs.append(plot.plot_chain_graph(rules, "PREROUTING"))
+    for fig in figs:
+        for t in _texts(fig):
+            assert "…" not in t.get_text(), t.get_text()
+    # every header holds its place's whole name (broken at dashes and spaces, never cut)
+    path = sim_lab.path("ingress")
+    headers = _by_gid(plot.plot_path(path))
+    for place in plot.path_places(path):
+        assert headers[f"header-{place}"].get_text().replace("\n", "").replace(" ", "") == place.replace(" ", "")
+
+
+def test_chain_graph_names_each_service_chain_by_its_service(sim_lab):
+    rules = sim_lab.iptables()
+    model = sim_lab.backend.model()
+    fig = plot.plot_chain_graph(rules, "PREROUTING", service="default/url-shortener")
+    texts = _by_gid(fig)
+    names = plot.chain_services(rules)
+    chains = [g[len("chain-"):] for g in texts if g.startswith("chain-") and "#" not in g]
+    svc_chains = [c for c in chains if c.startswith(("KUBE-SVC-", "KUBE-SEP-", "KUBE-EXT-", "KUBE-FW-"))]
+    assert svc_chains
+    endpoints = set(model.endpoints_of("url-shortener"))
+    seps = []
+    for c in svc_chains:
+        label = texts[f"service-{c}"].get_text().replace("\n", " ")
+        assert label.startswith("default/url-shortener:http") and label == names[c]
+        if c.startswith("KUBE-SEP-"):
+            seps.append(label.split(" → ")[1])
+    assert set(seps) == endpoints                        # each endpoint chain named by its endpoint
+    # read off the comments, not the hash: the same chain names its service in every graph
+    other = _by_gid(plot.plot_chain_graph(rules, "PREROUTING", service="ingress-nginx/ingress-nginx-controller"))
+    assert any(t.get_text().startswith("ingress-nginx/ingress-nginx-controller:http") for g, t in other.items()
+               if g.startswith("service-KUBE-SVC-"))
+
+
+def test_chain_services_reads_the_comments():
+    rs = ruleset()
+    names = plot.chain_services(rs)
+    assert names["KUBE-SVC-DNSDNSDNSDNSDNSD"] == "kube-system/kube-dns:dns"
+    assert names["KUBE-SEP-AAAAAAAAAAAAAAAA"] == "default/url-shortener:http → 10.244.0.4:8080"
+    assert names["KUBE-SEP-DDDDDDDDDDDDDDDD"] == "kube-system/kube-dns:dns → 10.244.0.2:53"
+    assert all(not c.startswith(("KUBE-SERVICES", "KUBE-MARK-", "KUBE-POSTROUTING")) for c in names)
+
+
+def _crossings(fig) -> list[tuple[str, str]]:
+    """(edge gid, text) pairs where a drawn connector passes through a text's box (1 px inset)."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    boxes = [(t.get_text(), t.get_window_extent(renderer).expanded(1, 1)) for t in _texts(fig)
+             if not t.get_text().isdigit()]
+    out = []
+    for patch in fig.axes[0].patches:
+        gid = patch.get_gid() or ""
+        if not gid.startswith(("edge-", "hop-")):
+            continue
+        paths, _fill = patch._get_path_in_displaycoord()
+        for path in paths:
+            codes = path.codes if path.codes is not None else [1] * len(path.vertices)
+            verts = [v for v, code in zip(path.vertices, codes) if code != path.CLOSEPOLY]
+            for a, b in zip(verts[:-1], verts[1:]):
+                pts = [a + (b - a) * k for k in np.linspace(0, 1, 25)]
+                for text, box in boxes:
+                    x0, y0, x1, y1 = box.x0 + 1, box.y0 + 1, box.x1 - 1, box.y1 - 1
+                    if any(x0 < x < x1 and y0 < y < y1 for x, y in pts):
+                        out.append((gid, text))
+    return out
+
+
+def test_chain_graphs_fit_the_width_and_no_line_crosses_a_label(sim_lab):
+    rules = sim_lab.iptables()
+    limit = round(plot.MAX_WIDTH_IN * plot.FIGURE_DPI)
+    for svc in (None, "default/url-shortener", "default/url-shortener-nodeport",
+                "ingress-nginx/ingress-nginx-controller"):
+        fig = plot.plot_chain_graph(rules, "PREROUTING", service=svc)
+        assert _png_width(fig) <= limit and _smallest_font(fig) >= plot.MIN_FONT_PT
+        assert _crossings(fig) == [], svc
+
+
+def test_chain_graph_puts_a_long_name_under_its_box_clear_of_the_connectors(sim_lab):
+    """On a narrow figure the service names go on their own line, still crossed by no connector."""
+    fig = plot.plot_chain_graph(sim_lab.iptables(), "PREROUTING", service="ingress-nginx/ingress-nginx-controller",
+                                max_width=5.2)
+    assert _crossings(fig) == []
+    sep = next(t for g, t in _by_gid(fig).items() if g.startswith("service-KUBE-SEP-"))
+    assert "10.244." in sep.get_text() and sep.get_va() == "top"
+
+
+def test_path_figures_have_no_line_through_a_note(sim_lab):
+    for way in ("port-forward", "nodeport", "ingress"):
+        assert _crossings(plot.plot_path(sim_lab.path(way))) == [], way
+
+
+def test_probabilities_title_counts_the_endpoints_of_the_data(sim_lab):
+    sim_lab.scale("url-shortener", 4)
+    eps = sim_lab.backend.model().endpoints_of("url-shortener")
+    fig = plot.plot_probabilities({e: 1 / len(eps) for e in eps})
+    assert fig.axes[0].get_title(loc="left") == "Which of the 4 endpoints answers?"
+    sim_lab.scale("url-shortener", 2)
