@@ -270,6 +270,33 @@ def test_a_reused_pid_is_never_signalled():
         pl.force_cleanup(lab)
 
 
+def test_a_pidfile_without_start_time_names_the_labs_process_by_its_namespace():
+    """Pidfiles written before start times were recorded: only a process whose command line names
+    one of the lab's namespaces (a relay's --listen-netns) is taken for the lab's."""
+    skip_unless_root("ip")
+    lab = f"k8s-nsl-{os.getpid()}"
+    pl.force_cleanup(lab)
+    relay = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "--listen-netns",
+                              f"{lab}-host"], start_new_session=True)
+    other = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        assert pl.wait_until(lambda: f"{lab}-host" in pl._cmdline(relay.pid), 5)
+        pids = pl.state_dir(lab) / "pids"
+        pids.mkdir(parents=True)
+        (pids / "docker-proxy-8080.pid").write_text(f"{relay.pid}\n")
+        (pids / "app-default-web.pid").write_text(f"{other.pid}\n")
+        removed = pl.force_cleanup(lab)
+        assert removed == [f"process group {relay.pid} (docker-proxy-8080)", f"dir {pl.state_dir(lab)}"]
+        assert relay.wait(5) == -9
+        assert other.poll() is None
+    finally:
+        for proc in (relay, other):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        pl.force_cleanup(lab)
+
+
 def test_a_failed_cni_add_is_followed_by_del(monkeypatch):
     """kindnet's chain plus a plugin that is not installed (a bad conflist): ptp has made the veth,
     the /32 route and the IPAM lease when the third plugin fails; DEL of the whole list, in reverse,

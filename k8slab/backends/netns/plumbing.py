@@ -362,6 +362,13 @@ def start_relay(lab: str, key: str, *, listen_netns: str | None, listen: str,
     return proc, int(line.split()[1])
 
 
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
 def _comm(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -423,11 +430,15 @@ def force_cleanup(name: str, *, keep_lock: bool = False) -> list[str]:
     d = state_dir(name)
     pids = d / "pids"
     if pids.is_dir():
+        mine = set(recorded_netns(name)) | {f"{name}-host"}
         for f in sorted(pids.glob("*.pid")):
             rec = read_pidfile(f)
             if rec is None:
                 continue
             pid, start = rec
+            if start is None and mine & set(_cmdline(pid)):
+                start = proc_start_time(pid)      # a pidfile of an older k8slab (no start time):
+                #                                   the process names one of the lab's namespaces
             if kill_verified(pid, start):          # a pid that names another process now: left alone
                 removed.append(f"process group {pid} ({f.stem})")
     for ns in _teardown_order(owned_netns(name), name):
