@@ -151,6 +151,7 @@ from typing import Iterable, Sequence  # noqa: E402
 from .netfilter.owners import owner_of  # noqa: E402
 
 APP_NAME = "url-shortener"
+COURSE_CLIENT_POD = "k8slab-client"      # kind/manifests/client.yaml (Lab.client_pod)
 INGRESS_NAMESPACE = "ingress-nginx"
 #: what owners.owner_of returns -> the component drawn for a hop
 OWNER_COMPONENTS = {
@@ -215,7 +216,7 @@ def _is_app(pod, app: str) -> bool:
 
 def client_pod_ip(pods: Iterable[Any], node, exclude_app: str = APP_NAME) -> str:
     """A pod IP on ``node`` that is not one of ``exclude_app``'s pods: the client the course uses for
-    "from inside the cluster". Accepts model Pods or API dicts. Falls back to an address of the
+    "from inside the cluster" (its client pod ``k8slab-client`` first, when it runs there). Accepts model Pods or API dicts. Falls back to an address of the
     node's pod CIDR that no pod holds (say .250), so a trace always has a pod-network source."""
     import ipaddress
     candidates = []
@@ -232,7 +233,8 @@ def client_pod_ip(pods: Iterable[Any], node, exclude_app: str = APP_NAME) -> str
         if node_name == node.name and ip and not host_net and not is_app and ip != node.ip:
             candidates.append((name, ip))
     if candidates:
-        return sorted(candidates)[0][1]
+        # the course's client pod (kind/manifests/client.yaml) when it exists: requests "from a pod" start there
+        return sorted(candidates, key=lambda c: (c[0] != COURSE_CLIENT_POD, c))[0][1]
     net = ipaddress.ip_network(node.pod_cidr)
     return str(net.network_address + min(250, net.num_addresses - 2))
 

@@ -325,3 +325,12 @@ def test_stand_ins_are_marked_where_the_nodes_are_namespaces(lab, way):
     if way == "port-forward":
         assert [h.component for h in on_netns.hops if h.stand_in] == [
             Component.KUBECTL, Component.API_SERVER, Component.KUBELET, Component.RUNTIME]
+
+
+def test_clusterip_path_starts_at_the_course_client_pod_once_it_exists(lab):
+    before = lab.path("clusterip").hops[0]
+    ref = lab.client_pod()
+    client = next(q for q in lab.backend.model().pods if f"{q.namespace}/{q.name}" == ref)
+    first = lab.path("clusterip").hops[0]
+    assert first.src.split(":")[0] == client.ip and client.name in first.place
+    assert client.name not in before.place
