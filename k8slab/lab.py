@@ -862,7 +862,7 @@ class Lab:
         self._require_up()
         rows = self.backend.kube_proxy_status()
         cols = ["node", "kube-proxy pod", "pod present", "state", "KUBE-SERVICES", "kube-proxy rules",
-                "jumps to them", "service chains"]
+                "jumps to them", "service chains", "nft table"]
         return self._label(pd.DataFrame(rows, columns=cols))
 
     def record(self, dir) -> Any:

@@ -283,4 +283,7 @@ class Backend(abc.ABC):
         from .kubeproxy import status_rows
         nodes = self.nodes()
         dumps = {n.name: self.iptables_save(n.name) for n in nodes}
-        return status_rows(nodes, self.objects("Pod"), dumps, self.kube_proxy_state())
+        nft = None
+        if getattr(self, "proxy_mode", None) == "nftables":     # its rules are the nft table ip kube-proxy
+            nft = {n.name: "table ip kube-proxy" in self.nft_list_ruleset(n.name) for n in nodes}
+        return status_rows(nodes, self.objects("Pod"), dumps, self.kube_proxy_state(), nft)

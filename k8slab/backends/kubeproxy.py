@@ -236,9 +236,11 @@ def service_programmed(save_text: str, service: str = "default/url-shortener") -
     return nat is not None and any(c == "KUBE-SERVICES" and f"{service}:" in line for c, line in nat.rules)
 
 
-def status_rows(nodes, pods: list[dict], dumps: dict[str, str], state: str) -> list[dict]:
+def status_rows(nodes, pods: list[dict], dumps: dict[str, str], state: str,
+                nft: dict[str, bool] | None = None) -> list[dict]:
     """One row per node for ``Lab.kube_proxy_status()``: the kube-proxy pod there (from the API's
-    pods), and :func:`rule_counts` of the node's rules."""
+    pods), :func:`rule_counts` of the node's iptables rules and, in nftables mode (``nft``: node ->
+    the table is there), whether its nft table ``ip kube-proxy`` exists (None in iptables mode)."""
     rows = []
     for n in nodes:
         here = [p for p in pods if (p.get("metadata") or {}).get("namespace") == NAMESPACE
@@ -246,7 +248,8 @@ def status_rows(nodes, pods: list[dict], dumps: dict[str, str], state: str) -> l
                 and (p.get("spec") or {}).get("nodeName") == n.name]
         name = here[0]["metadata"]["name"] if here else ""
         rows.append({"node": n.name, "kube-proxy pod": name or "(none)", "pod present": bool(here),
-                     "state": state, **rule_counts(dumps.get(n.name, ""))})
+                     "state": state, **rule_counts(dumps.get(n.name, "")),
+                     "nft table": None if nft is None else bool(nft.get(n.name))})
     return rows
 
 

@@ -1585,3 +1585,8 @@ def run_streamed(argv: list[str], stdin: str | None, o: Out, cwd: str = "/") -> 
     t1.join()
     t2.join()
     return rc
+
+
+# kube-proxy's DaemonSet: kubectl patch ds kube-proxy, its pods going and coming back (kubeproxy.py)
+from .kubeproxy import install as _install_kube_proxy  # noqa: E402
+_install_kube_proxy(EmuCluster)

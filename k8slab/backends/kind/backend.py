@@ -789,3 +789,20 @@ class KindBackend(KindDoctor, Backend):
                 pass
         out["ingress-controller"] = f"{self.controller.name} {ingress_nginx.VERSION}"
         return out
+
+    # --- kube-proxy out of the data path (the commands: .kubeproxy) --------------------------------
+    def kube_proxy_state(self) -> str:
+        from . import kubeproxy
+        return kubeproxy.state(self)
+
+    def stop_kube_proxy(self, timeout: float = 120.0) -> None:
+        from . import kubeproxy
+        kubeproxy.stop(self, timeout)
+
+    def flush_kube_proxy_rules(self) -> None:
+        from . import kubeproxy
+        kubeproxy.flush(self)
+
+    def start_kube_proxy(self, timeout: float = 180.0) -> None:
+        from . import kubeproxy
+        kubeproxy.start(self, timeout)

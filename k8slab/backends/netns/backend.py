@@ -989,6 +989,10 @@ class NetnsBackend(Backend):
         if self.kube_proxy_state() == "running":
             raise LabStateError(STOPPED_WHY)
         for node in self._nodes.values():
+            if getattr(self, "proxy_mode", None) == "nftables":      # nftables' CleanupLeftovers
+                from ..kubeproxy import NFT_CLEANUP
+                if pl.exec_in(node.netns, ["nft", "list", "table", "ip", "kube-proxy"], timeout=20, check=False).ok:
+                    pl.exec_in(node.netns, list(NFT_CLEANUP), timeout=20)
             plan = cleanup_plan(pl.exec_in(node.netns, ["iptables-save"], timeout=20).stdout)
             for argv in plan.delete_argvs():          # CleanupLeftovers: ipt.DeleteRule per jump
                 pl.exec_in(node.netns, argv, timeout=20)
@@ -1004,13 +1008,13 @@ class NetnsBackend(Backend):
         self._require_up()
         (self.state / "kube-proxy").unlink(missing_ok=True)
         self._sync_rules()                            # its chains, from the model as it is now
-        for node in self._nodes.values():             # syncProxyRules: EnsureRule(Prepend) per jump
+        nft_mode = getattr(self, "proxy_mode", None) == "nftables"     # no iptables chains then
+        for node in ([] if nft_mode else self._nodes.values()):        # EnsureRule(Prepend) per jump
             for table, chain, builtin, _c, _e in JUMP_CHAINS:
                 check, insert = ensure_jump_argvs(table, chain, builtin)
                 if not pl.exec_in(node.netns, check, timeout=20, check=False).ok:
                     pl.exec_in(node.netns, insert, timeout=20)
         self.progress.step("kube-proxy running again: its pod is back and its rules re-synced")
-
 
 
 def _http_get(sock: socket.socket, addr: str, path: str, host_header: str) -> tuple[int, dict, str]:
