@@ -1,140 +1,18 @@
 """Each way into the cluster as an ordered list of hops, each owned by one component.
 
-Types first (the currency the Lab, the plots and the widgets share); the builders that derive a
-path from a backend's actual rules follow below them.
+The types (Component, Way, Hop, Path) live in :mod:`k8slab.hops` and are re-exported here; the
+builders below derive a path from a backend's actual rules.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, ClassVar
+from fractions import Fraction
+from typing import Any, Iterable, Sequence
 
+from .hops import (NEW_CONNECTION, REWROTE_BOTH, REWROTE_DST, REWROTE_NOTHING, REWROTE_SRC,  # noqa: F401
+                   Component, Hop, Path, Way)
 
 #: port-forward's default local port: 8080 belongs to kind's extraPortMappings (the Ingress path).
 PORT_FORWARD_LOCAL_PORT = 18080
-
-
-class Component(str, Enum):
-    """Who moves the packet (or the bytes) at a hop. The value is what tables and plots show."""
-    CLIENT = "client"
-    KUBECTL = "kubectl"
-    API_SERVER = "API server"
-    KUBELET = "kubelet"
-    RUNTIME = "container runtime"
-    DOCKER = "Docker"
-    DOCKER_PROXY = "docker-proxy"
-    CNI_PORTMAP = "CNI portmap"
-    KUBE_PROXY = "kube-proxy"
-    KINDNET = "kindnet"
-    ROUTING = "kernel routing"
-    INGRESS_CONTROLLER = "ingress controller"
-    APP = "app"
-
-
-class Way(str, Enum):
-    """The ways in the course compares."""
-    PORT_FORWARD = "port-forward"
-    CLUSTER_IP = "clusterip"
-    NODE_PORT = "nodeport"
-    HOST_PORT = "hostport"
-    INGRESS = "ingress"
-
-
-#: What a hop did to the packet's addresses (``Hop.rewrote``): nothing, the destination (DNAT), the
-#: source (MASQUERADE/SNAT), both, or a proxy that accepted the connection and opened a new one.
-REWROTE_NOTHING = ""
-REWROTE_DST = "dst"
-REWROTE_SRC = "src"
-REWROTE_BOTH = "src and dst"
-NEW_CONNECTION = "new connection"
-
-
-@dataclass(frozen=True)
-class Hop:
-    """One step of a path. ``place`` is the box it happens in (host, node, a pod's namespace).
-
-    ``src`` and ``dst`` are the packet's addresses (``ip:port``) *after* this hop: what the next hop
-    receives. ``rewrote`` says which of them this hop changed (:data:`REWROTE_DST` for a DNAT, ...,
-    :data:`NEW_CONNECTION` for a proxy); ``stand_in`` is True where the backend has no such
-    component and something else does its job (the netns backend's relay for kubectl, the API
-    server, the kubelet, the runtime and docker-proxy)."""
-    index: int
-    component: Component
-    place: str
-    action: str                      # what happens, in a learner's words
-    src: str | None = None           # the packet's source address:port after the hop
-    dst: str | None = None           # the packet's destination address:port after the hop
-    plane: str = "data"              # "data" or "control"
-    evidence: tuple[str, ...] = ()   # rule lines, chain names, config lines that make this hop happen
-    rewrote: str = REWROTE_NOTHING   # which address this hop changed (see REWROTE_*, NEW_CONNECTION)
-    stand_in: bool = False           # a stand-in does this hop's job on this backend
-
-    @property
-    def packet(self) -> str:
-        """The packet after this hop, ``"src → dst"`` (empty when the hop moves no packet)."""
-        if not self.src and not self.dst:
-            return ""
-        return f"{self.src or '?'} → {self.dst or '?'}"
-
-
-@dataclass
-class Path:
-    way: Way
-    hops: list[Hop]
-    client: str                       # where the request starts
-    destination: str | None           # the pod ip:port that answers (None when nothing answers)
-    predicted: bool                   # True when built from a model (sim), not read off a live system
-    backend: str = ""
-    notes: list[str] = field(default_factory=list)
-    # Filled in by the builders below (optional, so hand-made Paths stay valid):
-    client_seen: str | None = None    # the client address the answering app sees
-    forwarded_for: str | None = None  # what an HTTP proxy on the way puts into X-Forwarded-For
-    # Set by the builders as plain attributes, not dataclass fields, so that a Path stays JSON-able
-    # field by field (k8slab.recording) while these keep their exact types:
-    probability: ClassVar[Any] = None     # Fraction: how likely the drawn destination is
-    alternatives: ClassVar[Any] = ()      # [(destination, Fraction)]: everywhere it can end
-    trace: ClassVar[Any] = None           # the netfilter Trace the kernel hops came from
-    outcome: ClassVar[Any] = None         # the Outcome drawn
-
-    @property
-    def components(self) -> list[Component]:
-        return [h.component for h in self.hops]
-
-    @property
-    def uses_api_server(self) -> bool:
-        return Component.API_SERVER in self.components
-
-    @property
-    def uses_kernel_nat(self) -> bool:
-        return any(h.component in (Component.KUBE_PROXY, Component.CNI_PORTMAP, Component.DOCKER)
-                   for h in self.hops)
-
-    @property
-    def answered_at(self) -> str | None:
-        """Where the answering process accepts: the last hop's destination. For port-forward that is
-        127.0.0.1:PORT inside the pod's network namespace, not the pod IP (``destination``)."""
-        if self.destination is None or not self.hops:
-            return None
-        return self.hops[-1].dst
-
-    def headline(self) -> str:
-        """One line for a title: the way, where it starts, and who accepts at which address."""
-        last = self.hops[-1] if self.hops else None
-        if self.destination is None or last is None:
-            end = "nothing answers"
-        else:
-            end = f"{last.component.value} in {last.place} at {last.dst}"
-        return f"{self.way.value}: {self.client} → {end}"
-
-    def frame(self):
-        """One row per hop: who acts where, what it does, the packet after it (``src → dst``), which
-        address it rewrote, and whether a stand-in does it on this backend."""
-        import pandas as pd
-        return pd.DataFrame([{
-            "hop": h.index, "component": h.component.value, "place": h.place, "action": h.action,
-            "packet after this hop": h.packet, "rewrote": h.rewrote, "stand-in": h.stand_in, "plane": h.plane,
-        } for h in self.hops], columns=["hop", "component", "place", "action", "packet after this hop",
-                                         "rewrote", "stand-in", "plane"])
 
 
 # =============================================================================================
@@ -145,10 +23,7 @@ class Path:
 # (kubectl, API server, kubelet, docker-proxy, the ingress controller, the app) are described from
 # the cluster model, because no iptables rule makes them happen.
 
-from fractions import Fraction  # noqa: E402
-from typing import Iterable, Sequence  # noqa: E402
-
-from .netfilter.owners import owner_of  # noqa: E402
+from .netfilter.owners import owner_of  # noqa: E402  (re-exported: plot.py imports it from here)
 
 APP_NAME = "url-shortener"
 COURSE_CLIENT_POD = "k8slab-client"      # kind/manifests/client.yaml (Lab.client_pod)
