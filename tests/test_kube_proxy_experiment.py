@@ -387,3 +387,21 @@ def test_netns_nftables_mode_flush_deletes_the_kube_proxy_table():
         lab.down()
         force_cleanup(name)
         assert root_netns_snapshot() == before
+
+
+def test_sim_nftables_mode_follows_the_kube_proxy_table():
+    """nftables mode: the prediction traces the nft ruleset; stopped, kube-proxy's table stays as it
+    was (a third pod gets no element); flushed, the table is gone (nftables CleanupLeftovers)."""
+    lab = course_lab(config="kind/cluster-nftables.yaml")
+    df = kube_proxy_experiment(lab, ways=("clusterip", "nodeport", "ingress"))
+    assert df.loc[["clusterip", "nodeport"], "rules flushed"].tolist() == ["timeout", "refused"]
+    assert df.loc["clusterip", "kube-proxy gone"].startswith("200 from url-shortener-")
+    assert [bool(df.attrs["status"][p].iloc[0]["nft table"]) for p in PHASES] == [True, True, False, True]
+    node = lab.get("nodes").iloc[0]["name"]
+    table = lambda: lab.backend.nft_list_ruleset(node).split("table ip kube-proxy", 1)[1]   # noqa: E731
+    before = table()
+    lab.stop_kube_proxy()
+    lab.scale("url-shortener", 3)
+    assert table() == before
+    lab.start_kube_proxy()
+    assert table() != before

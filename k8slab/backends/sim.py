@@ -293,7 +293,7 @@ class SimBackend(Backend):
             kp = cache[where] = (self._version, render_node_kube_proxy(self._need(), self._node(where),
                                                                        form="ruleset"))
         tables = iptables_to_nft(self._with_counters(where))
-        return tables + (kp[1] if self.proxy_mode == "nftables" else "")
+        return tables + (self._kube_proxy_nft(where, kp[1]) if self.proxy_mode == "nftables" else "")
 
     def host_ruleset(self):
         """The host's parsed Docker rules without counters (cached per model version)."""
@@ -779,6 +779,14 @@ class SimBackend(Backend):
         text = freeze(text, st["frozen"][where])
         return apply_cleanup(text) if st["state"] == "flushed" else text
 
+    def _kube_proxy_nft(self, where: str, text: str) -> str:
+        """kube-proxy's nft table in nftables mode: as rendered, as it was when it stopped, or none
+        once flushed (its CleanupLeftovers deletes the table)."""
+        st = self._kube_proxy()
+        if st["state"] == "running":
+            return text
+        return "" if st["state"] == "flushed" else st.get("frozen_nft", {}).get(where, text)
+
     def stop_kube_proxy(self, timeout: float = 120.0) -> None:
         from ..model import render_node_dump
         c = self._need()
@@ -787,6 +795,9 @@ class SimBackend(Backend):
             self.progress.step("kube-proxy is already stopped (sim)")
             return
         st["frozen"] = {n.name: render_node_dump(c, n, form="save") for n in c.nodes}
+        if self.proxy_mode == "nftables":
+            from ..netfilter.nft.node import render_node_kube_proxy
+            st["frozen_nft"] = {n.name: render_node_kube_proxy(c, n, form="ruleset") for n in c.nodes}
         st["state"] = "stopped"
         self._changed()
         self.progress.step("kube-proxy's DaemonSet now selects no node: its pod is gone, its rules stay "
