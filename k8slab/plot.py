@@ -525,7 +525,11 @@ def plot_chain_graph(ruleset, start: str | tuple[str, str] = "PREROUTING", servi
               + (0.12 + width_of(label_of(n)) if label_of(n) else 0.0) for d, n, l, r in tree]
     W = min(max_width - 0.2, max(max(beside) + margin, 5.0))     # savefig pads 0.1 in a side
     capped = f"   (first {max_nodes} boxes; raise max_nodes for more)" if len(nodes) >= max_nodes else ""
-    label = title or f"{table} {start_name}" + (f" for {service}" if service else "") + capped
+    # the endpoints counted in the rules drawn, so the title follows a scale (2 -> 4 replicas)
+    n_eps = len({names[n].split(" → ", 1)[1] for _d, n, _l, _r in tree
+                 if n.startswith("KUBE-SEP-") and " → " in names.get(n, "")})
+    eps = f" ({n_eps} endpoint{'' if n_eps == 1 else 's'})" if service and n_eps else ""
+    label = title or f"{table} {start_name}" + (f" for {service}{eps}" if service else "") + capped
     title_lines = _fit_lines(label, W - 2 * margin, TITLE_PT, max_lines=6)
     title_h = 0.18 * len(title_lines) + 0.16
     owners_seen: "OrderedDict[str, None]" = OrderedDict((nodes[n]["owner"], None) for _d, n, _l, _r in tree)

@@ -397,3 +397,13 @@ def test_probabilities_title_counts_the_endpoints_of_the_data(sim_lab):
     fig = plot.plot_probabilities({e: 1 / len(eps) for e in eps})
     assert fig.axes[0].get_title(loc="left") == "Which of the 4 endpoints answers?"
     sim_lab.scale("url-shortener", 2)
+
+
+def test_chain_graph_title_counts_the_endpoints_in_the_rules():
+    from conftest import course_lab
+    lab = course_lab()
+    title = plot.plot_chain_graph(lab.iptables(), "PREROUTING", service="default/url-shortener")._suptitle
+    assert title.get_text() == "nat PREROUTING for default/url-shortener (2 endpoints)"
+    lab.scale("url-shortener", 4)
+    title = plot.plot_chain_graph(lab.iptables(), "PREROUTING", service="default/url-shortener")._suptitle
+    assert title.get_text() == "nat PREROUTING for default/url-shortener (4 endpoints)"
