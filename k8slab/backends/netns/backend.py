@@ -28,9 +28,7 @@ lab's flock and written back, and every call first reads what another process ch
 """
 from __future__ import annotations
 
-import base64
 import contextlib
-import dataclasses
 import hashlib
 import http.client
 import ipaddress
@@ -51,6 +49,7 @@ from .. import cni, nsrelay
 from . import nft
 from ..base import Backend, ConntrackEntry, Finding, NodeInfo, PortForward, Response, Route, Socket, parse_ip_route, resolves_to_loopback
 from . import plumbing as pl
+from . import shared
 from . import text as tx
 
 APT_FIX = "apt-get install -y iptables conntrack nginx-light containernetworking-plugins iproute2"
@@ -302,57 +301,12 @@ class NetnsBackend(Backend):
 
     # ------------------------------------------------------------------ the shared state (state.json)
     def _save(self, status: str = "up") -> None:
-        pods = []
-        for p in self._pods.values():
-            a = p.attachment
-            pods.append({"name": p.name, "namespace": p.namespace, "netns": p.netns, "node": p.node,
-                         "ip": p.ip, "role": p.role, "port": p.port, "proc": p.proc.key if p.proc else None,
-                         "attachment": {"container_id": a.container_id, "netns": a.netns, "ifname": a.ifname,
-                                        "port_mappings": [dataclasses.asdict(m) for m in a.port_mappings]}})
-        pl.write_state(self.name, {
-            "version": self.STATE_VERSION, "name": self.name, "status": status, "creator": self._creator,
-            "config": self._config_path, "config_sha256": self._config_sha, "root": str(self.root),
-            "host_ns": self.host_ns, "external_host": self.external_host, "bridge": self.bridge,
-            "host_rules_before": self._host_rules_before,
-            "nodes": [dataclasses.asdict(n) for n in self._nodes.values()],
-            "pods": pods,
-            "procs": {k: p.record() for k, p in self._procs.items()},
-            "nginx_conf_text": self._nginx_conf_text,
-            # the model of the applied objects (same package on both sides; the dir is root's only)
-            "model": base64.b64encode(pickle.dumps(self._cluster)).decode() if self._cluster else None,
-        })
+        pl.write_state(self.name, shared.snapshot(self, status))
         self._stamp = pl.state_stamp(self.name)
 
     def _adopt(self, st: dict) -> None:
         """Take the lab as state.json describes it. Helpers this object spawned keep their Popen."""
-        self._cluster = pickle.loads(base64.b64decode(st["model"])) if st.get("model") else None
-        self.bridge = st.get("bridge", "")
-        self._host_rules_before = st.get("host_rules_before")
-        self._config_path, self._config_sha = st.get("config", ""), st.get("config_sha256", "")
-        self._creator = st.get("creator") or {}
-        self._nodes = {n["name"]: NodeNet(**n) for n in st.get("nodes", [])}
-        procs: dict[str, pl.Proc] = {}
-        for key, rec in (st.get("procs") or {}).items():
-            mine = self._procs.get(key)
-            procs[key] = mine if mine is not None and mine.pid == rec["pid"] else pl.Proc.from_record(key, rec)
-        for key, proc in self._procs.items():
-            if key not in procs and proc.popen is not None:
-                proc.popen.poll()                 # stopped by another process: reap it here
-        self._procs = procs
-        self._pods = {}
-        for p in st.get("pods", []):
-            a = p["attachment"]
-            att = cni.Attachment(a["container_id"], a["netns"], a.get("ifname", "eth0"),
-                                 tuple(cni.PortMapping(**m) for m in a.get("port_mappings", [])))
-            self._pods[(p["namespace"], p["name"])] = PodNet(
-                p["name"], p["namespace"], p["netns"], p["node"], p["ip"], att, p.get("role", "pod"),
-                p.get("port"), procs.get(p["proc"]) if p.get("proc") else None)
-        for pf in list(self._forwards):
-            if pf._proc.key not in procs:         # closed by another process
-                pf._closed = True
-                self._forwards.remove(pf)
-        self._nginx_conf_text = st.get("nginx_conf_text", "")
-        self._up = st.get("status") == "up"
+        shared.adopt(self, st)
         self._stamp = pl.state_stamp(self.name)
 
     def _refresh(self) -> None:
