@@ -277,6 +277,11 @@ def kernel_hops(outcome, *, place: str, start: int, src: str | None, dst: str | 
                     new = outcome.source
                 if new and src:
                     port = src.rsplit(":", 1)[1] if ":" in src else ""
+                    # --random-fully (kube-proxy's MASQUERADE) and --random pick a new source port;
+                    # otherwise NAT keeps the port when it is free (iptables-extensions(8), MASQUERADE)
+                    if port and h.rule is not None and any(h.rule.target_option(o) is not None
+                                                           for o in ("--random-fully", "--random")):
+                        port = "(random)"
                     new_src = f"{new}:{port}" if port else new
                     if new_src != src:
                         changed.add("src")

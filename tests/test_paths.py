@@ -288,6 +288,10 @@ def test_proxies_open_new_connections(lab):
     assert ctrl.src.split(":")[0] == controller_pod(lab.backend.model()).ip and ctrl.dst == ing.destination
     nodeport = lab.path("nodeport")
     assert [h.rewrote for h in nodeport.hops if h.rewrote] == ["dst", "src"]   # one DNAT, then MASQUERADE
+    # kube-proxy's MASQUERADE has --random-fully: the source port is a new, random one
+    masq = next(h for h in nodeport.hops if h.rewrote == "src")
+    assert "--random-fully" in masq.evidence[-1] and masq.src.endswith(":(random)")
+    assert nodeport.hops[-1].src == masq.src
 
 
 def test_port_forward_packets_end_on_the_pods_loopback(lab):
