@@ -111,7 +111,9 @@ def kube_proxy_experiment(lab, ways=WAYS, timeout: float = FAIL_TIMEOUT):
     Returns a DataFrame: one row per way in, one column per phase, each cell what the request got
     (``"200 from url-shortener-…"``, ``"timeout"``, ``"refused"``). ``df.attrs["attempts"]`` keeps
     every :class:`Attempt`, ``df.attrs["seconds"]`` each phase's wall time, ``df.attrs["status"]``
-    :meth:`Lab.kube_proxy_status` after each phase; :func:`tidy` gives the long form for plotting.
+    the rows of :meth:`Lab.kube_proxy_status` after each phase (records: pandas compares attrs, and
+    a DataFrame there would break it; :func:`status_frame` makes the table); :func:`tidy` gives the
+    long form for plotting.
     Needs the course's end state (``k8slab.selftest.prepare(lab)``: app, ingress controller, Ingress,
     NodePort Service) and kube-proxy running; kube-proxy runs again when it returns, even on error.
     """
@@ -126,7 +128,7 @@ def kube_proxy_experiment(lab, ways=WAYS, timeout: float = FAIL_TIMEOUT):
     targets = _targets(lab)
     attempts: list[Attempt] = []
     seconds: dict[str, float] = {}
-    status: dict[str, object] = {}
+    status: dict[str, list[dict]] = {}
     steps = {"kube-proxy running": None, "kube-proxy gone": lab.stop_kube_proxy,
              "rules flushed": lab.flush_kube_proxy_rules, "restored": lab.start_kube_proxy}
     try:
@@ -135,7 +137,7 @@ def kube_proxy_experiment(lab, ways=WAYS, timeout: float = FAIL_TIMEOUT):
             if step is not None:
                 step()
             attempts += _phase(lab, phase, ways, targets, timeout)
-            status[phase] = lab.kube_proxy_status()
+            status[phase] = lab.kube_proxy_status().to_dict("records")
             seconds[phase] = round(time.monotonic() - start, 3)
     finally:
         if lab.backend.kube_proxy_state() != "running":
@@ -161,3 +163,13 @@ def tidy(table):
     long["phase"] = pd.Categorical(long["phase"], categories=list(PHASES), ordered=True)
     long.attrs.update({k: v for k, v in table.attrs.items() if k in ("source", "predicted")})
     return long
+
+
+def status_frame(table):
+    """kube-proxy's status on every node after each phase of the experiment (one row per phase and
+    node): is its pod there, is nat KUBE-SERVICES there, how many rules its chains hold."""
+    import pandas as pd
+    rows = [{"phase": phase, **row} for phase, recs in table.attrs.get("status", {}).items() for row in recs]
+    df = pd.DataFrame(rows)
+    df.attrs.update({k: v for k, v in table.attrs.items() if k in ("source", "predicted")})
+    return df.set_index(["phase", "node"]) if len(df) else df

@@ -22,7 +22,7 @@ import pytest
 from conftest import ROOT, course_lab, skip_unless_root
 from k8slab.backends import kubeproxy as kp
 from k8slab.errors import LabStateError
-from k8slab.experiments import PHASES, kube_proxy_experiment, outcome, tidy
+from k8slab.experiments import PHASES, kube_proxy_experiment, outcome, status_frame, tidy
 
 WAYS = ["port-forward", "clusterip", "nodeport", "hostport", "ingress"]
 A, B = "200 from url-shortener-whjr96ff9w-qc7b6", "200 from url-shortener-whjr96ff9w-v7nc7"
@@ -49,14 +49,17 @@ def test_sim_table_is_the_prediction():
     assert "nothing has the address" in errors[("clusterip", "rules flushed")]
     assert "nothing listens on 172.18.0.2:30080" in errors[("nodeport", "rules flushed")]
     status = df.attrs["status"]
-    assert [status[p].iloc[0]["state"] for p in PHASES] == ["running", "stopped", "flushed", "running"]
-    assert [bool(status[p].iloc[0]["pod present"]) for p in PHASES] == [True, False, False, True]
-    assert [bool(status[p].iloc[0]["KUBE-SERVICES"]) for p in PHASES] == [True, True, False, True]
+    assert [status[p][0]["state"] for p in PHASES] == ["running", "stopped", "flushed", "running"]
+    assert [bool(status[p][0]["pod present"]) for p in PHASES] == [True, False, False, True]
+    assert [bool(status[p][0]["KUBE-SERVICES"]) for p in PHASES] == [True, True, False, True]
     long = tidy(df)
     assert len(long) == 20 and long["answered"].sum() == 18 and long.attrs["predicted"] is True
     # the lab is as the experiment found it
     assert lab.backend.kube_proxy_state() == "running"
-    assert lab.kube_proxy_status()["kube-proxy rules"].tolist() == status["kube-proxy running"]["kube-proxy rules"].tolist()
+    assert lab.kube_proxy_status()["kube-proxy rules"].tolist() == [status["kube-proxy running"][0]["kube-proxy rules"]]
+    table = status_frame(df)
+    assert table.loc[("rules flushed", "k8slab-control-plane"), "kube-proxy rules"] == 1
+    assert str(df) and str(table)           # attrs hold no DataFrame: pandas can still print and concat
 
 
 def test_sim_stopped_kube_proxy_programs_nothing_and_cannot_be_flushed_while_running():
@@ -261,7 +264,7 @@ def test_netns_measured_table(netns_lab):
         assert df.loc[way, "restored"].startswith("200 from url-shortener-")
     assert df.loc["clusterip", "rules flushed"] == "timeout"     # no DNAT: out the default route, no answer
     assert df.loc["nodeport", "rules flushed"] == "refused"      # the node's own :30080, nothing listens
-    flushed = df.attrs["status"]["rules flushed"].iloc[0]
+    flushed = df.attrs["status"]["rules flushed"][0]
     assert not flushed["KUBE-SERVICES"] and flushed["jumps to them"] == 0 and flushed["service chains"] == 0
     assert not flushed["pod present"] and flushed["state"] == "flushed"
     after = lab.kube_proxy_status()
@@ -319,7 +322,7 @@ lab = Lab(backend="kind", name=sys.argv[1], quiet=True)
 selftest.prepare(lab)
 df = kube_proxy_experiment(lab, ways=("clusterip", "nodeport", "ingress"), timeout=1.5)
 out = {"table": df.to_dict("index"), "state": lab.backend.kube_proxy_state(),
-       "status": {p: s.to_dict("records") for p, s in df.attrs["status"].items()}}
+       "status": df.attrs["status"]}
 lab.down()
 print("RESULT " + json.dumps(out, default=str))
 """
@@ -381,7 +384,7 @@ def test_netns_nftables_mode_flush_deletes_the_kube_proxy_table():
         assert df.loc[["clusterip", "nodeport"], "rules flushed"].tolist() == ["timeout", "refused"]
         assert all(c.startswith("200 from url-shortener-") for c in df.loc["hostport"])
         status = df.attrs["status"]
-        assert [bool(status[p].iloc[0]["nft table"]) for p in PHASES] == [True, True, False, True]
+        assert [bool(status[p][0]["nft table"]) for p in PHASES] == [True, True, False, True]
         assert lab.kube_proxy_status().iloc[0]["nft table"]
     finally:
         lab.down()
@@ -396,7 +399,7 @@ def test_sim_nftables_mode_follows_the_kube_proxy_table():
     df = kube_proxy_experiment(lab, ways=("clusterip", "nodeport", "ingress"))
     assert df.loc[["clusterip", "nodeport"], "rules flushed"].tolist() == ["timeout", "refused"]
     assert df.loc["clusterip", "kube-proxy gone"].startswith("200 from url-shortener-")
-    assert [bool(df.attrs["status"][p].iloc[0]["nft table"]) for p in PHASES] == [True, True, False, True]
+    assert [bool(df.attrs["status"][p][0]["nft table"]) for p in PHASES] == [True, True, False, True]
     node = lab.get("nodes").iloc[0]["name"]
     table = lambda: lab.backend.nft_list_ruleset(node).split("table ip kube-proxy", 1)[1]   # noqa: E731
     before = table()
