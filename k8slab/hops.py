@@ -38,6 +38,10 @@ class Way(str, Enum):
 
 #: What a hop did to the packet's addresses (``Hop.rewrote``): nothing, the destination (DNAT), the
 #: source (MASQUERADE/SNAT), both, or a proxy that accepted the connection and opened a new one.
+#: The source ports drawn for a client's connection: any ephemeral port the kernel picks stands here
+#: (50000 for the learner's curl to a loopback address, 40000 for every other new connection).
+EPHEMERAL_PORT = 40000
+LOOPBACK_CLIENT_PORT = 50000
 REWROTE_NOTHING = ""
 REWROTE_DST = "dst"
 REWROTE_SRC = "src"

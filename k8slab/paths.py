@@ -8,8 +8,8 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any, Iterable, Sequence
 
-from .hops import (NEW_CONNECTION, REWROTE_BOTH, REWROTE_DST, REWROTE_NOTHING, REWROTE_SRC,  # noqa: F401
-                   Component, Hop, Path, Way)
+from .hops import (EPHEMERAL_PORT, LOOPBACK_CLIENT_PORT, NEW_CONNECTION, REWROTE_BOTH,  # noqa: F401
+                   REWROTE_DST, REWROTE_NOTHING, REWROTE_SRC, Component, Hop, Path, Way)
 
 #: port-forward's default local port: 8080 belongs to kind's extraPortMappings (the Ingress path).
 PORT_FORWARD_LOCAL_PORT = 18080
@@ -470,23 +470,24 @@ def _port_forward(*, cluster, rules, host_rules, nodes, namespace, prefer, servi
     # The packet after each hop: every user-space component accepts the bytes and opens a new
     # connection of its own (../shared/notes/kind-networking-facts.md, "kubectl port-forward").
     hops = [
-        Hop(1, Component.CLIENT, "host", f"curl http://{local}/", "127.0.0.1:50000", local),
+        Hop(1, Component.CLIENT, "host", f"curl http://{local}/", f"127.0.0.1:{LOOPBACK_CLIENT_PORT}", local),
         Hop(2, Component.KUBECTL, "host", f"kubectl accepts on {local}, picked pod {pod.name} for "
             f"svc/{service}, and carries the bytes in a pods/portforward stream over its own connection to "
-            f"the API server {api} (kind publishes it on a 127.0.0.1 port of the host)", f"{gw}:40000", api,
+            f"the API server {api} (kind publishes it on a 127.0.0.1 port of the host)",
+            f"{gw}:{EPHEMERAL_PORT}", api,
             "control", (f"POST /api/v1/namespaces/{namespace}/pods/{pod.name}/portforward",), NEW_CONNECTION),
         Hop(3, Component.API_SERVER, f"node {cp.name}", "authorizes pods/portforward and proxies the stream "
             f"over a new connection to the kubelet of the pod's node, {pnode.ip}:10250",
-            f"{cp.ip}:40000", f"{pnode.ip}:10250", "control", (f"/portForward/{namespace}/{pod.name}",),
+            f"{cp.ip}:{EPHEMERAL_PORT}", f"{pnode.ip}:10250", "control", (f"/portForward/{namespace}/{pod.name}",),
             NEW_CONNECTION),
         Hop(4, Component.KUBELET, f"node {pnode.name}", "hands the stream to the container runtime (CRI "
             "PortForward) and proxies it to containerd's streaming server on the node's loopback (a random "
-            "port)", "127.0.0.1:40000", "127.0.0.1:(random)", "control", (), NEW_CONNECTION),
+            "port)", f"127.0.0.1:{EPHEMERAL_PORT}", "127.0.0.1:(random)", "control", (), NEW_CONNECTION),
         Hop(5, Component.RUNTIME, f"node {pnode.name}", f"enters the pod's network namespace and dials "
-            f"127.0.0.1:{cport} there: the packet never leaves the pod", "127.0.0.1:40000",
+            f"127.0.0.1:{cport} there: the packet never leaves the pod", f"127.0.0.1:{EPHEMERAL_PORT}",
             f"127.0.0.1:{cport}", "control", (), NEW_CONNECTION),
         Hop(6, Component.APP, _pod_place(pod), f"the app accepts on the pod's loopback, 127.0.0.1:{cport} "
-            f"(not the pod IP {pod.ip}); it sees the client as 127.0.0.1", "127.0.0.1:40000",
+            f"(not the pod IP {pod.ip}); it sees the client as 127.0.0.1", f"127.0.0.1:{EPHEMERAL_PORT}",
             f"127.0.0.1:{cport}", "data", ()),
     ]
     p = Path(Way.PORT_FORWARD, hops, "host", f"{pod.ip}:{cport}", False, notes=notes)
@@ -510,7 +511,7 @@ def _finish_kernel_path(way, cluster, rules, node, hops, client, client_src, dst
     dest_guess = out.destination
     masq = masquerade_source(cluster, node, dest_guess.rsplit(":", 1)[0]) if dest_guess else node.ip
     khops, src, dst = kernel_hops(out, place=place or f"node {node.name}", start=len(hops) + 1,
-                                  src=f"{client_src}:40000", dst=f"{dst_ip}:{dport}",
+                                  src=f"{client_src}:{EPHEMERAL_PORT}", dst=f"{dst_ip}:{dport}",
                                   routing=_routing_describer(cluster, node), masq_source=masq)
     hops.extend(khops)
     p.probability = out.nominal
@@ -539,7 +540,8 @@ def _cluster_ip(*, cluster, rules, host_rules, nodes, namespace, prefer, service
     client_pod = _pod_by_ip(cluster, src_ip)
     place = _pod_place(client_pod, f"a pod on {node.name}")
     hops = [Hop(1, Component.CLIENT, place, f"curl http://{svc.cluster_ip}:{sp.port}/ (the Service's "
-                "ClusterIP: no process listens there)", f"{src_ip}:40000", f"{svc.cluster_ip}:{sp.port}")]
+                "ClusterIP: no process listens there)", f"{src_ip}:{EPHEMERAL_PORT}",
+                f"{svc.cluster_ip}:{sp.port}")]
     p, out = _finish_kernel_path(Way.CLUSTER_IP, cluster, rules, node, hops, place, src_ip, svc.cluster_ip,
                                  sp.port, prefer)
     if out is not None and p.destination:
@@ -572,9 +574,11 @@ def _node_port(*, cluster, rules, host_rules, nodes, namespace, prefer, service)
     sp = next((p for p in svc.ports if p.node_port), None)
     gw = _gateway(cluster)
     hops = [Hop(1, Component.CLIENT, "host", f"curl http://{node.ip}:{sp.node_port}/ (the node's IP and "
-                f"the NodePort of {svc.namespace}/{svc.name})", f"{gw}:40000", f"{node.ip}:{sp.node_port}"),
+                f"the NodePort of {svc.namespace}/{svc.name})", f"{gw}:{EPHEMERAL_PORT}",
+                f"{node.ip}:{sp.node_port}"),
             Hop(2, Component.ROUTING, "host", f"route {node.ip} over the Docker bridge of the kind network; "
-                f"the packet leaves from the host's address {gw}", f"{gw}:40000", f"{node.ip}:{sp.node_port}",
+                f"the packet leaves from the host's address {gw}", f"{gw}:{EPHEMERAL_PORT}",
+                f"{node.ip}:{sp.node_port}",
                 "data", ())]
     p, out = _finish_kernel_path(Way.NODE_PORT, cluster, rules, node, hops, "host", gw, node.ip, sp.node_port,
                                  prefer, in_interface="eth0",
@@ -605,7 +609,7 @@ def _host_hops(cluster, host_rules, node, hops: list[Hop]) -> tuple[str, int]:
     gw = _gateway(cluster)
     hops.append(Hop(len(hops) + 1, Component.CLIENT, "host", f"curl http://localhost:{hport}/ (or a name "
                     "that resolves to 127.0.0.1)",
-                    "127.0.0.1:50000", f"127.0.0.1:{hport}"))
+                    f"127.0.0.1:{LOOPBACK_CLIENT_PORT}", f"127.0.0.1:{hport}"))
     evidence: list[str] = []
     dnat_dst = None
     if host_rules is not None:
@@ -626,14 +630,14 @@ def _host_hops(cluster, host_rules, node, hops: list[Hop]) -> tuple[str, int]:
         hops.append(Hop(len(hops) + 1, Component.DOCKER, "host", f"Docker's DNAT rule sends "
                         f"127.0.0.1:{hport} to {dnat_dst}" + (f"; MASQUERADE: the source becomes {gw}" if masq
                                                               else ""),
-                        f"{gw}:50000" if masq else "127.0.0.1:50000", dnat_dst, "data", tuple(evidence),
+                        f"{gw if masq else '127.0.0.1'}:{LOOPBACK_CLIENT_PORT}", dnat_dst, "data", tuple(evidence),
                         REWROTE_BOTH if masq else REWROTE_DST))
         return gw, int(dnat_dst.rsplit(":", 1)[1])
     hops.append(Hop(len(hops) + 1, Component.DOCKER_PROXY, "host",
                     f"docker-proxy listens on {listen}:{hport}; for 127.0.0.1 the kernel DNAT is skipped "
                     f"(the DOCKER rule needs a non-loopback destination), so docker-proxy accepts and opens "
                     f"a new connection to {node.ip}:{cport} from the bridge address {gw}",
-                    f"{gw}:40000", f"{node.ip}:{cport}", "data",
+                    f"{gw}:{EPHEMERAL_PORT}", f"{node.ip}:{cport}", "data",
                     tuple(evidence) + (f"docker run --publish {listen}:{hport}:{cport}/TCP (extraPortMappings)",),
                     NEW_CONNECTION))
     return gw, cport
@@ -755,13 +759,13 @@ def _ingress(*, cluster, rules, host_rules, nodes, namespace, prefer, host, url_
         svc = _service(cluster, rsvc, _route_get(route, "namespace", default="default") or "default")
         hops.append(Hop(len(hops) + 1, Component.INGRESS_CONTROLLER, place,
                         f"route host={rhost} path={rpath} -> {rsvc}: service-upstream, so nginx dials the "
-                        f"ClusterIP {svc.cluster_ip}:{rport}", f"{ctrl_ip}:40000",
+                        f"ClusterIP {svc.cluster_ip}:{rport}", f"{ctrl_ip}:{EPHEMERAL_PORT}",
                         f"{svc.cluster_ip}:{rport}", "data", evidence, NEW_CONNECTION))
         cnode = _node_named(nodes, ctrl.node_name) if ctrl is not None else node
         tr = _trace(rules, ctrl_ip, svc.cluster_ip, int(rport), cnode or node)
         out2 = pick_outcome(tr)
         khops, src2, dst2 = kernel_hops(out2, place=f"node {(cnode or node).name}", start=len(hops) + 1,
-                                        src=f"{ctrl_ip}:40000", dst=f"{svc.cluster_ip}:{rport}",
+                                        src=f"{ctrl_ip}:{EPHEMERAL_PORT}", dst=f"{svc.cluster_ip}:{rport}",
                                         routing=_routing_describer(cluster, cnode or node),
                                         masq_source=(cnode or node).ip)
         hops.extend(khops)
@@ -773,7 +777,7 @@ def _ingress(*, cluster, rules, host_rules, nodes, namespace, prefer, host, url_
         hops.append(Hop(len(hops) + 1, Component.INGRESS_CONTROLLER, place,
                         f"nginx accepts on {ctrl_dest} (client {seen}), matches host={rhost} path={rpath} -> "
                         f"service {rsvc}:{rport}, and dials the endpoint {upstream} directly (no ClusterIP, "
-                        f"no kube-proxy rule)", f"{ctrl_ip}:40000", upstream, "data", evidence,
+                        f"no kube-proxy rule)", f"{ctrl_ip}:{EPHEMERAL_PORT}", upstream, "data", evidence,
                         NEW_CONNECTION))
         ups = [str(u) for u in (_route_get(route, "upstreams", "endpoints", default=()) or ())]
         p.alternatives = [(u, Fraction(1, len(ups))) for u in ups]

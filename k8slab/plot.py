@@ -19,7 +19,7 @@ from collections import OrderedDict, deque
 from functools import lru_cache
 from typing import Mapping
 
-from .paths import Component, Path
+from .hops import EPHEMERAL_PORT, LOOPBACK_CLIENT_PORT, Component, Path
 
 # One colour per component, kept stable across every figure of the course.
 COMPONENT_COLORS: dict[Component, str] = {
@@ -250,7 +250,11 @@ def plot_path(path: Path, ax=None, *, title: str | None = None, max_width: float
     n_handles = len(used) + (1 if control else 0) + (1 if stood else 0)
     legend_cols = 4
     legend_h = 0.22 * ((n_handles - 1) // legend_cols + 1) + 0.12 if n_handles else 0.0
-    key_h = 0.24 if any(packet_rows) else 0.0
+    key_lines = _fit_lines("each row: the packet after the hop, source → destination; bold red: the address "
+                           f"the hop rewrote; ports {EPHEMERAL_PORT} and {LOOPBACK_CLIENT_PORT} stand for the ephemeral port "
+                           "a client picks",
+                           W - 2 * margin, TEXT_PT, max_lines=4)
+    key_h = 0.15 * len(key_lines) + 0.1 if any(packet_rows) else 0.0
     title_text = title or (path.headline() + ("   (model prediction)" if path.predicted else ""))
     title_lines = _fit_lines(title_text, W - 2 * margin, TITLE_PT, max_lines=6)
     title_h = 0.2 * len(title_lines) + 0.16
@@ -315,9 +319,8 @@ def plot_path(path: Path, ax=None, *, title: str | None = None, max_width: float
         y_top -= h
 
     if key_h:
-        ax.text(margin, legend_h + key_h / 2, "each row: the packet after the hop, source → destination; "
-                "bold red: the address the hop rewrote", ha="left", va="center", fontsize=TEXT_PT,
-                color="#333333", gid="packet-key")
+        ax.text(margin, legend_h + key_h / 2, "\n".join(key_lines), ha="left", va="center", fontsize=TEXT_PT,
+                color="#333333", gid="packet-key", linespacing=1.3)
     handles = [Line2D([0], [0], color=component_color(c), lw=3, label=c.value) for c in used]
     if control:
         handles.append(Line2D([0], [0], color="black", lw=1.5, ls="--", label="control plane (dashed)"))
