@@ -161,6 +161,39 @@ def _anon_items(tok: str) -> list[str]:
     return [x.strip() for x in body.split(",") if x.strip()]
 
 
+_NO_INDEX = object()
+
+
+def _rule_tokens(rule: Rule) -> list[str]:
+    """A rule's tokens, kept on the rule (a ruleset is traced many times; its rules do not change)."""
+    cached = rule.__dict__.get("_toks")
+    if cached is None or cached[0] != rule.expr:
+        cached = (rule.expr, _tokens(canonical(rule.expr)))
+        rule.__dict__["_toks"] = cached
+    return cached[1]
+
+
+def _exact_lookup(s: Set, values: list):
+    """The element of ``s`` whose key is exactly ``values`` (its value, or "" for a set element;
+    None when there is none), from a dict kept on the set: what the kernel's hash lookup does. For a
+    set with intervals/prefixes (``flags interval``, CIDRs, ranges) or values it cannot spell,
+    :data:`_NO_INDEX`: the caller scans the elements."""
+    idx = s.__dict__.get("_exact")
+    if idx is None or idx[0] != len(s.elements):
+        table: dict | None = {}
+        for e in s.elements:
+            if "/" in e.key or "-" in e.key or "{" in e.key:
+                table = None
+                break
+            table.setdefault(tuple(p.strip() for p in e.key.split(" . ")), e.value or "")
+        idx = (len(s.elements), table)
+        s.__dict__["_exact"] = idx
+    if idx[1] is None or any(v is None or isinstance(v, (set, frozenset)) for v in values):
+        return _NO_INDEX
+    key = tuple(str(v) for v in values)
+    return idx[1].get(key)
+
+
 class NftTracer:
     def __init__(self, rs: NftRuleset, packet: Packet, node: NodeContext):
         self.rs = rs
@@ -207,7 +240,7 @@ class NftTracer:
     def rule(self, st: _State, table, rule: Rule) -> list[tuple[_State, str, str | None]]:
         """-> [(state, effect, detail)]: effect "next" (no match, or matched and went on), "jump",
         "goto", "return", "accept", "drop", "reject". Branches (numgen, meta random) give several."""
-        toks = _tokens(canonical(rule.expr))
+        toks = _rule_tokens(rule)
         return self._seq(st, table, toks, 0, [])
 
     def _seq(self, st, table, toks, i, acts) -> list:
@@ -314,8 +347,11 @@ class NftTracer:
                 i = j + 1 + (4 if j + 2 < len(toks) and toks[j + 1] == "meta" and toks[j + 3] in ("|", "&", "^") else 1)
                 continue
             if j < len(toks) and toks[j] == "vmap":
-                items = self._map_items(table, toks[j + 1])
-                hit = next((v for k, v in items if None not in values and _key_match(sels, values, k)), None)
+                hit = _exact_lookup(self._set(table, toks[j + 1][1:]), values) if toks[j + 1].startswith("@") \
+                    else _NO_INDEX
+                if hit is _NO_INDEX:
+                    items = self._map_items(table, toks[j + 1])
+                    hit = next((v for k, v in items if None not in values and _key_match(sels, values, k)), None)
                 return self._verdict(st, table, hit, toks, j + 2, acts)
             neg = False
             if j < len(toks) and toks[j] in ("==", "!="):
@@ -327,7 +363,9 @@ class NftTracer:
             if None in values:
                 ok = False
             elif rhs.startswith("@"):
-                ok = any(_key_match(sels, values, e.key) for e in self._set(table, rhs[1:]).elements)
+                found = _exact_lookup(self._set(table, rhs[1:]), values)
+                ok = (found is not None) if found is not _NO_INDEX else \
+                    any(_key_match(sels, values, e.key) for e in self._set(table, rhs[1:]).elements)
             elif rhs.startswith("{"):
                 ok = any(_key_match(sels, values, k) for k in _anon_items(rhs))
             elif len(sels) == 1:
@@ -434,7 +472,7 @@ class NftTracer:
 
     def hook(self, st: _State, hook: str, nat: bool = True) -> list[_State]:
         """Every base chain of ``hook``, by priority; the states that go on (not dropped)."""
-        chains = [(t, c) for t in self.rs.tables for c in t.chains.values() if c.hook == hook]
+        chains = [(t, c) for t, c in _base_chains(self.rs) if c.hook == hook]
         # by priority; at equal priorities the one registered last runs first (nf_hook_entries_grow
         # inserts a new hook before those of the same priority), and the listing order is taken as
         # the registration order
@@ -512,14 +550,23 @@ def trace_nft(ruleset: NftRuleset, packet: Packet, node: NodeContext | Iterable[
                  warnings=warnings)
 
 
+def _base_chains(rs: NftRuleset) -> list:
+    """(table, chain) of every base chain in listing order, kept on the ruleset while its tables'
+    chain counts stay the same (a 10,000-service ruleset has 40,000 regular chains to skip)."""
+    key = tuple((id(t), len(t.chains)) for t in rs.tables)
+    cached = rs.__dict__.get("_base")
+    if cached is None or cached[0] != key:
+        cached = (key, [(t, c) for t in rs.tables for c in t.chains.values() if c.is_base])
+        rs.__dict__["_base"] = cached
+    return cached[1]
+
+
 def _tie_warnings(rs: NftRuleset) -> list[str]:
     """Base chains of two tables with the same hook, type and priority: their order is the kernel's
     registration order, taken here from the listing."""
     seen: dict[tuple, list[str]] = {}
-    for t in rs.tables:
-        for c in t.chains.values():
-            if c.is_base:
-                seen.setdefault((c.hook, c.type, c.priority), []).append(f"{t.family} {t.name} {c.name}")
+    for t, c in _base_chains(rs):
+        seen.setdefault((c.hook, c.type, c.priority), []).append(f"{t.family} {t.name} {c.name}")
     out = []
     for (hook, typ, prio), names in seen.items():
         tables = {n.rsplit(" ", 1)[0] for n in names}
