@@ -279,8 +279,7 @@ def kernel_hops(outcome, *, place: str, start: int, src: str | None, dst: str | 
                     port = src.rsplit(":", 1)[1] if ":" in src else ""
                     # --random-fully (kube-proxy's MASQUERADE) and --random pick a new source port;
                     # otherwise NAT keeps the port when it is free (iptables-extensions(8), MASQUERADE)
-                    if port and h.rule is not None and any(h.rule.target_option(o) is not None
-                                                           for o in ("--random-fully", "--random")):
+                    if port and _randomizes_port(h.rule):
                         port = "(random)"
                     new_src = f"{new}:{port}" if port else new
                     if new_src != src:
@@ -291,6 +290,19 @@ def kernel_hops(outcome, *, place: str, start: int, src: str | None, dst: str | 
         hops.append(Hop(start + len(hops), comp, place, text, src, dst, "data",
                         tuple(evidence), _rewrote(changed)))
     return hops, src, dst
+
+
+def _randomizes_port(rule) -> bool:
+    """A source NAT that picks a new port: iptables ``--random-fully``/``--random``, nftables
+    ``masquerade fully-random``/``random`` (kube-proxy writes both forms)."""
+    opt = getattr(rule, "target_option", None)
+    if callable(opt):
+        return any(opt(o) is not None for o in ("--random-fully", "--random"))
+    words = str(getattr(rule, "line", "") or "").replace(",", " ").split()
+    for verb in ("masquerade", "snat"):
+        if verb in words:
+            return any(w in ("fully-random", "random") for w in words[words.index(verb) + 1:])
+    return False
 
 
 def _rewrote(changed: set[str]) -> str:

@@ -338,3 +338,20 @@ def test_clusterip_path_starts_at_the_course_client_pod_once_it_exists(lab):
     first = lab.path("clusterip").hops[0]
     assert first.src.split(":")[0] == client.ip and client.name in first.place
     assert client.name not in before.place
+
+
+def test_nftables_mode_paths_carry_the_same_rewrites():
+    """kube-proxy's nftables mode (kind/cluster-nftables.yaml): the same DNAT, then a masquerade
+    fully-random (kubernetes pkg/proxy/nftables/proxier.go), so a new source port."""
+    from k8slab.paths import _randomizes_port
+    lab = course_lab(config="kind/cluster-nftables.yaml")
+    p = lab.path("nodeport")
+    assert [h.rewrote for h in p.hops if h.rewrote] == ["dst", "src"]
+    masq = next(h for h in p.hops if h.rewrote == "src")
+    assert "fully-random" in masq.evidence[-1] and masq.src.endswith(":(random)")
+    assert p.hops[-1].src.split(":")[0] == p.client_seen
+    class R:
+        def __init__(self, line):
+            self.line = line
+    assert _randomizes_port(R("snat to 10.0.0.1 random")) and not _randomizes_port(R("snat to 10.0.0.1"))
+    assert not _randomizes_port(R("masquerade")) and not _randomizes_port(R("counter accept"))
