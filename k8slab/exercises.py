@@ -479,7 +479,14 @@ def _ways_surviving_api_down(lab) -> set[str]:
 
 def _proxy_mode(lab) -> str:
     rs = lab.iptables()
-    return "iptables" if rs.chain("nat", "KUBE-SERVICES") is not None else "not iptables"
+    if rs.chain("nat", "KUBE-SERVICES") is not None:
+        return "iptables"
+    try:        # nftables mode: kube-proxy's own nft table (kind/cluster-nftables.yaml)
+        if lab.nftables().table("ip", "kube-proxy") is not None:
+            return "nftables"
+    except (NotImplementedError, AttributeError):
+        pass
+    return "not iptables"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -794,7 +801,7 @@ def expose_nodeport(lab):
 
 def check(exercise: str, answer, lab) -> CheckResult:
     """Compare a prediction with what the lab shows now; hints say where to look when it differs."""
-    ex = BANK.get(exercise)
+    ex = BANK.get(exercise) or BANK_03B.get(exercise)
     if ex is None:
         raise KeyError(f"no exercise {exercise!r}; known: {', '.join(BANK)}")
     predicted = not getattr(lab, "live", True)
@@ -811,13 +818,13 @@ def check(exercise: str, answer, lab) -> CheckResult:
 
 def solution(exercise: str) -> str:
     """The solution's source text (also printed, for a notebook cell)."""
-    ex = BANK[exercise]
+    ex = BANK[exercise] if exercise in BANK else BANK_03B[exercise]
     return ex.solution
 
 
 def evaluate_solution(exercise: str, lab, namespace: dict | None = None):
     """The solution's value, evaluated with ``lab`` (and ``yaml``) in scope."""
-    return evaluate(BANK[exercise].solution, lab, namespace)
+    return evaluate((BANK[exercise] if exercise in BANK else BANK_03B[exercise]).solution, lab, namespace)
 
 
 def evaluate(expression: str, lab, namespace: dict | None = None):
@@ -855,3 +862,92 @@ def fill_solutions(nb) -> int:
 
 __all__ = ["check", "solution", "evaluate_solution", "CheckResult", "Exercise", "BANK", "SETUP", "prepare",
            "expose_nodeport", "exercises_for", "fill_solutions", "address_roles"]
+
+
+# =============================================================================================
+# 03b: the same Service in kube-proxy's nftables mode (issue 12). A separate block: these are not in
+# BANK yet, because BANK must match the notebooks' exercise cells (tests/test_exercises.py) and the
+# section's cells are the lead's to add. check() finds them here meanwhile; once the section exists,
+# ``BANK.update(BANK_03B)`` (and SETUP["03b"], already set) makes them ordinary bank entries.
+# Each truth is read from the lab in nftables mode (lab.nftables(), lab.trace), or on a lab in
+# iptables mode predicted from kube-proxy's nftables rules rendered for the lab's own objects.
+
+def _nft_view(lab):
+    """The node's nft ruleset: the lab's own in nftables mode, else kube-proxy's nftables rules
+    rendered for the lab's objects (what the same cluster would have in nftables mode)."""
+    if getattr(lab, "proxy_mode", "iptables") == "nftables":
+        return lab.nftables()
+    from .netfilter.nft import parse_nft
+    from .netfilter.nft.node import render_node_kube_proxy
+    return parse_nft(render_node_kube_proxy(lab.backend.model(), None, form="ruleset"))
+
+
+def _nft_trace(lab, dst: str, dport: int):
+    from .netfilter.nft import trace_nft
+    from .netfilter.tracer import NodeContext, Packet
+    info = lab.nodes()[0]
+    return trace_nft(_nft_view(lab), Packet(src=lab._default_source(info), dst=dst, dport=int(dport)),
+                     NodeContext(local_ips=tuple(info.local_ips), pod_cidrs=(info.pod_cidr,) if info.pod_cidr else (),
+                                 name=info.name))
+
+
+def _services_rules_passed(lab) -> int:
+    """How many rules of kube-proxy's `services` chain a connection to the app's ClusterIP meets."""
+    t = _nft_trace(lab, _service(lab, APP)["cluster_ip"], 80)
+    return max(h.position for h in t.outcomes[0].hops if h.chain == "services" and h.position)
+
+
+def _numgen_probabilities(lab) -> list:
+    t = _nft_trace(lab, _service(lab, APP)["cluster_ip"], 80)
+    hop = next(h for h in t.outcomes[0].hops if h.rule is not None and "numgen random mod" in h.rule.expr)
+    n = int(re.search(r"numgen random mod (\d+)", hop.rule.expr).group(1))
+    return [Fraction(1, n)] * n
+
+
+def _service_map_key(lab) -> list[str]:
+    rs = _nft_view(lab)
+    ch = rs.chain("ip", "kube-proxy", "services")
+    rule = next(r for r in ch.rules if "@service-ips" in r.expr)
+    return [f.strip() for f in rule.expr.split(" vmap ")[0].split(" . ")]
+
+
+_MAP_KEY_WORDS = {"ip daddr": "daddr", "destination ip": "daddr", "destination address": "daddr", "dst": "daddr",
+                  "daddr": "daddr", "meta l4proto": "l4proto", "protocol": "l4proto", "l4proto": "l4proto",
+                  "proto": "l4proto", "th dport": "dport", "tcp dport": "dport", "destination port": "dport",
+                  "dport": "dport", "port": "dport", "ip saddr": "saddr", "source ip": "saddr"}
+
+_EXERCISES_03B = [
+    Exercise("03b.lookup", "In nftables mode, how many rules of kube-proxy's `services` chain does a new connection "
+             "to the url-shortener ClusterIP meet before it is sent to the Service's own chain?",
+             "1", "len(lab.get('services'))",
+             _services_rules_passed,
+             same_number("rules met in `services`", _h(
+                 "iptables mode walks KUBE-SERVICES one rule per Service port until one matches; nftables mode "
+                 "has one rule, `ip daddr . meta l4proto . th dport vmap @service-ips`: a single map lookup "
+                 "picks the Service's chain whatever the number of Services",
+                 "lab.trace(cluster_ip, 80).frame() shows the hop in `services` and its position")),
+             equivalents=('"1"', "1.0"), wrongs=("3", "0")),
+    Exercise("03b.numgen", "With 3 replicas in nftables mode, what probability does each element of the "
+             "`numgen random mod 3 vmap { 0 : ..., 1 : ..., 2 : ... }` give its endpoint, in order?",
+             "[1/3, 1/3, 1/3]", "[1/3, 1/2, 1]",
+             _numgen_probabilities,
+             same_sequence("element probabilities", _h(
+                 "numgen draws one number in 0..N-1 once and the map sends each number to one endpoint: every "
+                 "element is 1/N. The iptables cascade (1/3, 1/2, 1) is per rule, each tried only if the ones "
+                 "before did not match: 1/3, then 2/3 x 1/2, then 2/3 x 1/2 x 1, also 1/3 each")),
+             equivalents=('["1/3", "1/3", "1/3"]', "[0.333, 0.333, 0.333]", "[Fraction(1, 3)] * 3"),
+             wrongs=("[1/3, 1/2, 1]", "[1/2, 1/2, 1/2]")),
+    Exercise("03b.map_key", "kube-proxy's `services` chain looks the packet up in the map `service-ips`: which "
+             "three packet fields make the key?",
+             '["ip daddr", "meta l4proto", "th dport"]', '["ip saddr", "meta l4proto", "th dport"]',
+             _service_map_key,
+             same_set("map key fields", _h(
+                 "a Service is an address, a protocol and a port: the key is the packet's destination address, "
+                 "its protocol and its destination port (`ip daddr . meta l4proto . th dport`)",
+                 "lab.nftables().rules_frame shows the `services` chain's rules"), synonyms=_MAP_KEY_WORDS),
+             equivalents=('("daddr", "l4proto", "dport")', '["destination address", "protocol", "destination port"]',
+                          '{"th dport", "ip daddr", "meta l4proto"}'),
+             wrongs=('["ip saddr", "meta l4proto", "th dport"]', '["ip daddr", "th dport"]')),
+]
+BANK_03B: dict[str, Exercise] = {e.id: e for e in _EXERCISES_03B}
+SETUP["03b"] = ("up", "app3")

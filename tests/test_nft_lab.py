@@ -382,3 +382,38 @@ def test_measure_kernel_connect_times_on_the_real_kernel():
     assert (df["kernel_connect_us"] > 0).all() and (df["kernel_connect_us"] < 1e5).all()
     assert not [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
                 if n.startswith(f"k8s-m{os.getpid() % 100000}")]
+
+
+# --- the 03b exercises (k8slab.exercises.BANK_03B) ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def labs_03b():
+    from k8slab.exercises import prepare
+    out = {}
+    for mode in ("nftables", "iptables"):      # in iptables mode the truths are predicted from the rendering
+        lab = Lab(backend="sim", proxy_mode=mode, quiet=True, root=ROOT)
+        prepare(lab, "03b")
+        out[mode] = lab
+    return out
+
+
+def _bank_03b():
+    from k8slab.exercises import BANK_03B
+    return sorted(BANK_03B)
+
+
+@pytest.mark.parametrize("mode", ["nftables", "iptables"])
+@pytest.mark.parametrize("ex_id", _bank_03b())
+def test_03b_exercises(ex_id, mode, labs_03b):
+    from k8slab import exercises
+    lab = labs_03b[mode]
+    ex = exercises.BANK_03B[ex_id]
+    r = exercises.check(ex_id, exercises.evaluate_solution(ex_id, lab), lab)
+    assert r.ok is True, r.text()
+    wrong = exercises.check(ex_id, exercises.evaluate(ex.wrong, lab), lab)
+    assert wrong.ok is False and wrong.hints, wrong.text()
+    for expr in ex.equivalents:
+        assert exercises.check(ex_id, exercises.evaluate(expr, lab), lab).ok is True, expr
+    for expr in ex.wrongs:
+        res = exercises.check(ex_id, exercises.evaluate(expr, lab), lab)
+        assert res.ok is False and res.hints, expr
