@@ -280,7 +280,8 @@ def _path_from(d: dict):
     from .paths import Component, Hop, Path, Way
     hops = [Hop(index=h["index"], component=Component(h["component"]), place=h["place"], action=h["action"],
                 src=h.get("src"), dst=h.get("dst"), plane=h.get("plane", "data"),
-                evidence=tuple(h.get("evidence") or ())) for h in d.get("hops", [])]
+                evidence=tuple(h.get("evidence") or ()), rewrote=h.get("rewrote", ""),
+                stand_in=bool(h.get("stand_in", False))) for h in d.get("hops", [])]
     return Path(way=Way(d["way"]), hops=hops, client=d.get("client", ""), destination=d.get("destination"),
                 predicted=d.get("predicted", False), backend=d.get("backend", ""), notes=list(d.get("notes") or []))
 

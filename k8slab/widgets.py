@@ -398,14 +398,14 @@ class PathExplorer:
         way = way or self.selected
         path = self.paths[way]
         note = " (a model's prediction)" if path.predicted else ""
-        return f"{way}: {path.client} → {path.destination or 'nothing answers'}{note}"
+        return path.headline() + note
 
     def html(self, way: str | None = None) -> str:
         way = way or self.selected
         path = self.paths[way]
         table = _table_html(self.frame(way), caption=self.caption(way), color_by="component",
                             colors=component_color, wrap=("place", "action"), grow="action",
-                            min_width={"place": "15em"}, mono=("src", "dst"),
+                            min_width={"place": "15em"}, mono=("packet after this hop",),
                             css_class={"action": "k8slab-action"})
         notes = [n for n in path.notes if not n.startswith("predicted by a model")]
         if notes:

@@ -107,3 +107,18 @@ def test_a_half_built_lab_is_still_recorded_with_its_errors(tmp_path, monkeypatc
     for part in ("iptables/k8slab-control-plane", "conntrack/k8slab-control-plane"):
         assert "Cannot connect to the Docker daemon" in data["errors"][part]
     assert data["files"]["objects"]["services"] == "objects/services.json"
+
+
+def test_a_recorded_path_keeps_what_each_hop_rewrote(tmp_path):
+    """Paths read back from a recording keep the packet-at-each-hop fields (rewrote, stand-in)."""
+    from k8slab import Lab
+    lab = Lab(backend="sim", name="rec-paths")
+    lab.up()
+    lab.deploy_app(replicas=2)
+    lab.apply("kind/manifests/app-nodeport.yaml")
+    lab.record(tmp_path / "rec")
+    back = recording.load(tmp_path / "rec").paths["nodeport"]
+    live = lab.path("nodeport")
+    assert [h.rewrote for h in back.hops] == [h.rewrote for h in live.hops]
+    assert any(h.rewrote for h in back.hops)
+    assert [h.stand_in for h in back.hops] == [h.stand_in for h in live.hops]
