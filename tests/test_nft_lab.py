@@ -77,6 +77,8 @@ def test_sim_paths_and_requests_in_nftables_mode(sim_lab):
     svc = lab.backend.model().service("url-shortener", "default")
     answers = lab.requests(f"http://{svc.cluster_ip}/", 30, from_="pod")
     assert all(a.status == 200 for a in answers)
+    wrong_port = lab.request(f"http://{svc.cluster_ip}:81/", from_="pod")
+    assert wrong_port.status is None and "no Service has port 81" in wrong_port.error
 
 
 def test_without_kube_proxy_keeps_the_other_writers():

@@ -648,6 +648,9 @@ class SimBackend(Backend):
         out = self._choose(tr)
         if http.counted:
             self._count(node.name, out)
+        if out.verdict == "REJECT" and any(h.chain == "cluster-ips-check" for h in out.hops):
+            return _error(f"connection refused (REJECT by kube-proxy's nftables rules: {dst} is a ClusterIP, "
+                          f"but no Service has port {dport} there)")
         if out.verdict == "REJECT":
             return _error(f"connection refused (REJECT by kube-proxy: {_rejected_service(out)} has no endpoints)")
         if out.verdict == "DROP":
