@@ -724,7 +724,7 @@ def _mark_of(lab, chain: str) -> str:
 
 def _nodeport_chain(lab) -> str:
     node = control_plane(lab)
-    svc = _service(lab, "ingress-nginx-controller", INGRESS_NS)
+    svc = _service(lab, NODEPORT_SERVICE)        # notebook 4's own NodePort (no controller there yet)
     chains = _trace_chains(lab, node["ip"], _node_port(svc, 80), src="172.18.0.1")
     after = chains[chains.index("KUBE-SERVICES") + 1:] if "KUBE-SERVICES" in chains else chains
     return after[0] if after else ""
@@ -766,8 +766,9 @@ BANK: dict[str, Exercise] = {e.id: e for e in _EXERCISES}
 # What a notebook's exercises need the lab to have (tests and --solutions runs use it).
 SETUP: dict[str, tuple[str, ...]] = {
     "00": (), "01": ("up",), "02": ("up", "app"), "03": ("up", "app3"),
-    "04": ("up", "app", "ingress", "nodeport"), "05": ("up", "app", "ingress"),
-    "06": ("up", "app", "ingress", "route"), "07": ("up", "app", "ingress", "route"), "08": ("up", "app", "ingress"),
+    "04": ("up", "app", "nodeport"), "05": ("up", "app", "ingress"),
+    "06": ("up", "app", "ingress", "route"), "07": ("up", "app", "ingress", "route", "nodeport"),
+    "08": ("up", "app", "ingress", "route", "nodeport"),
 }
 
 #: The course's Ingress (host shortener.localtest.me -> url-shortener:80) and NodePort Service.
@@ -801,7 +802,7 @@ def expose_nodeport(lab):
 
 def check(exercise: str, answer, lab) -> CheckResult:
     """Compare a prediction with what the lab shows now; hints say where to look when it differs."""
-    ex = BANK.get(exercise) or BANK_03B.get(exercise)
+    ex = BANK.get(exercise)
     if ex is None:
         raise KeyError(f"no exercise {exercise!r}; known: {', '.join(BANK)}")
     predicted = not getattr(lab, "live", True)
@@ -818,13 +819,13 @@ def check(exercise: str, answer, lab) -> CheckResult:
 
 def solution(exercise: str) -> str:
     """The solution's source text (also printed, for a notebook cell)."""
-    ex = BANK[exercise] if exercise in BANK else BANK_03B[exercise]
+    ex = BANK[exercise]
     return ex.solution
 
 
 def evaluate_solution(exercise: str, lab, namespace: dict | None = None):
     """The solution's value, evaluated with ``lab`` (and ``yaml``) in scope."""
-    return evaluate((BANK[exercise] if exercise in BANK else BANK_03B[exercise]).solution, lab, namespace)
+    return evaluate((BANK[exercise]).solution, lab, namespace)
 
 
 def evaluate(expression: str, lab, namespace: dict | None = None):
@@ -865,12 +866,9 @@ __all__ = ["check", "solution", "evaluate_solution", "CheckResult", "Exercise", 
 
 
 # =============================================================================================
-# 03b: the same Service in kube-proxy's nftables mode (issue 12). A separate block: these are not in
-# BANK yet, because BANK must match the notebooks' exercise cells (tests/test_exercises.py) and the
-# section's cells are the lead's to add. check() finds them here meanwhile; once the section exists,
-# ``BANK.update(BANK_03B)`` (and SETUP["03b"], already set) makes them ordinary bank entries.
-# Each truth is read from the lab in nftables mode (lab.nftables(), lab.trace), or on a lab in
-# iptables mode predicted from kube-proxy's nftables rules rendered for the lab's own objects.
+# 09: the same Service in kube-proxy's nftables mode (notebooks/09-nftables-mode.ipynb). Each truth
+# is read from the lab in nftables mode (lab.nftables(), lab.trace), or on a lab in iptables mode
+# predicted from kube-proxy's nftables rules rendered for the lab's own objects.
 
 def _nft_view(lab):
     """The node's nft ruleset: the lab's own in nftables mode, else kube-proxy's nftables rules
@@ -916,8 +914,8 @@ _MAP_KEY_WORDS = {"ip daddr": "daddr", "destination ip": "daddr", "destination a
                   "proto": "l4proto", "th dport": "dport", "tcp dport": "dport", "destination port": "dport",
                   "dport": "dport", "port": "dport", "ip saddr": "saddr", "source ip": "saddr"}
 
-_EXERCISES_03B = [
-    Exercise("03b.lookup", "In nftables mode, how many rules of kube-proxy's `services` chain does a new connection "
+_EXERCISES_09 = [
+    Exercise("09.lookup", "In nftables mode, how many rules of kube-proxy's `services` chain does a new connection "
              "to the url-shortener ClusterIP meet before it is sent to the Service's own chain?",
              "1", "len(lab.get('services'))",
              _services_rules_passed,
@@ -927,7 +925,7 @@ _EXERCISES_03B = [
                  "picks the Service's chain whatever the number of Services",
                  "lab.trace(cluster_ip, 80).frame() shows the hop in `services` and its position")),
              equivalents=('"1"', "1.0"), wrongs=("3", "0")),
-    Exercise("03b.numgen", "With 3 replicas in nftables mode, what probability does each element of the "
+    Exercise("09.numgen", "With 3 replicas in nftables mode, what probability does each element of the "
              "`numgen random mod 3 vmap { 0 : ..., 1 : ..., 2 : ... }` give its endpoint, in order?",
              "[1/3, 1/3, 1/3]", "[1/3, 1/2, 1]",
              _numgen_probabilities,
@@ -937,7 +935,7 @@ _EXERCISES_03B = [
                  "before did not match: 1/3, then 2/3 x 1/2, then 2/3 x 1/2 x 1, also 1/3 each")),
              equivalents=('["1/3", "1/3", "1/3"]', "[0.333, 0.333, 0.333]", "[Fraction(1, 3)] * 3"),
              wrongs=("[1/3, 1/2, 1]", "[1/2, 1/2, 1/2]")),
-    Exercise("03b.map_key", "kube-proxy's `services` chain looks the packet up in the map `service-ips`: which "
+    Exercise("09.map_key", "kube-proxy's `services` chain looks the packet up in the map `service-ips`: which "
              "three packet fields make the key?",
              '["ip daddr", "meta l4proto", "th dport"]', '["ip saddr", "meta l4proto", "th dport"]',
              _service_map_key,
@@ -949,5 +947,6 @@ _EXERCISES_03B = [
                           '{"th dport", "ip daddr", "meta l4proto"}'),
              wrongs=('["ip saddr", "meta l4proto", "th dport"]', '["ip daddr", "th dport"]')),
 ]
-BANK_03B: dict[str, Exercise] = {e.id: e for e in _EXERCISES_03B}
-SETUP["03b"] = ("up", "app3")
+BANK_09: dict[str, Exercise] = {e.id: e for e in _EXERCISES_09}
+BANK.update(BANK_09)
+SETUP["09"] = ("up", "app3")

@@ -386,30 +386,30 @@ def test_measure_kernel_connect_times_on_the_real_kernel():
                 if n.startswith(f"k8s-m{os.getpid() % 100000}")]
 
 
-# --- the 03b exercises (k8slab.exercises.BANK_03B) ------------------------------------------------
+# --- the 09 exercises (k8slab.exercises.BANK_09) ------------------------------------------------
 
 @pytest.fixture(scope="module")
-def labs_03b():
+def labs_09():
     from k8slab.exercises import prepare
     out = {}
     for mode in ("nftables", "iptables"):      # in iptables mode the truths are predicted from the rendering
         lab = Lab(backend="sim", proxy_mode=mode, quiet=True, root=ROOT)
-        prepare(lab, "03b")
+        prepare(lab, "09")
         out[mode] = lab
     return out
 
 
-def _bank_03b():
-    from k8slab.exercises import BANK_03B
-    return sorted(BANK_03B)
+def _bank_09():
+    from k8slab.exercises import BANK_09
+    return sorted(BANK_09)
 
 
 @pytest.mark.parametrize("mode", ["nftables", "iptables"])
-@pytest.mark.parametrize("ex_id", _bank_03b())
-def test_03b_exercises(ex_id, mode, labs_03b):
+@pytest.mark.parametrize("ex_id", _bank_09())
+def test_09_exercises(ex_id, mode, labs_09):
     from k8slab import exercises
-    lab = labs_03b[mode]
-    ex = exercises.BANK_03B[ex_id]
+    lab = labs_09[mode]
+    ex = exercises.BANK_09[ex_id]
     r = exercises.check(ex_id, exercises.evaluate_solution(ex_id, lab), lab)
     assert r.ok is True, r.text()
     wrong = exercises.check(ex_id, exercises.evaluate(ex.wrong, lab), lab)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.notebooks
 
 def test_there_is_a_course():
     names = [p.name[:2] for p in NOTEBOOKS]
-    assert names == [f"{i:02d}" for i in range(9)], names
+    assert names == [f"{i:02d}" for i in range(10)], names
 
 
 def test_committed_notebooks_carry_sim_outputs():
