@@ -498,7 +498,7 @@ def test_06_path_explorer(browser, jupyterlab):
 def test_every_notebook_opens_unmodified(browser, jupyterlab):
     """Opening a committed notebook (kernel started, outputs rendered) must not modify it."""
     names = sorted(p.name for p in jupyterlab.folder.glob("[0-9][0-9]-*.ipynb"))
-    assert len(names) == 9, names
+    assert len(names) == 10, names
     dirty = []
     for name in names:
         nb = open_notebook(browser, jupyterlab, name)
