@@ -25,40 +25,43 @@ applied objects and nginx's configuration. ``up()`` in any process attaches to a
 same name and configuration; every change (apply, delete, scale, port-forward) is made under the
 lab's flock and written back, and every call first reads what another process changed. Only
 ``down()`` removes the lab; a process that exits leaves it running.
+
+This module is the lab's lifecycle (up, attach, revive, down), its shared state and the verbs; the
+verbs delegate to the modules beside it: :mod:`.docker` (Docker's side on the learner's machine),
+:mod:`.pods` (pods: CNI and their processes), :mod:`.kube_proxy` (the rules resync; kube-proxy
+stopped, flushed, started), :mod:`.nft` (its nftables mode), :mod:`.ingress` (nginx),
+:mod:`.traffic` (readiness, requests, port-forward), :mod:`.shared` (state.json), :mod:`.plumbing`
+(namespaces, processes, the lock) and :mod:`.text` (pure: names, restore text, parsers).
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import ipaddress
-import json
 import pickle
 import os
-import socket
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from ... import runner
 from ...errors import BackendUnavailable, K8sLabError, LabStateError, NotFound
 from ...progress import Progress
-from .. import cni, nsrelay
+from .. import cni
 from . import nft
-from ..base import Backend, ConntrackEntry, Finding, NodeInfo, PortForward, Response, Route, Socket, parse_ip_route, resolves_to_loopback
+from ..base import Backend, ConntrackEntry, Finding, NodeInfo, PortForward, Response, Route, Socket, parse_ip_route
 from . import plumbing as pl
 from . import shared
 from . import text as tx
+from . import docker, ingress, kube_proxy, pods, traffic
+# Moved to docker.py, pods.py and traffic.py; importable from here as before.
+from .docker import KIND_GATEWAY
+from .pods import APP_IMAGE_HINT, CLIENT_POD, CONTROLLER_IMAGE_HINT  # noqa: F401
+from .traffic import NetnsPortForward, _http_get, _whoami  # noqa: F401
 
 APT_FIX = "apt-get install -y iptables conntrack nginx-light containernetworking-plugins iproute2"
 TOOLS = ("ip", "iptables-restore", "iptables-save", "conntrack", "nginx", "ss", "sysctl")
 CNI_BINARIES = tuple(f"{cni.CNI_PATH}/{p}" for p in cni.KINDNET_PLUGINS)
-KIND_GATEWAY = "172.18.0.1"
-APP_IMAGE_HINT = "url-shortener"
-CONTROLLER_IMAGE_HINT = "ingress-nginx/controller"
-CLIENT_POD = "k8slab-client"                 # kind/manifests/client.yaml
 
 
 @dataclass
@@ -83,50 +86,6 @@ class PodNet:
     role: str = "pod"                      # app | controller | client | pod
     port: int | None = None                # the port its process serves on
     proc: pl.Proc | None = None
-
-
-class NetnsPortForward(PortForward):
-    """A port-forward whose listener is in the lab's host namespace. Stands in for kubectl + API
-    server + kubelet + the runtime's streaming server: one relay process that opens each connection
-    inside the pod's namespace to 127.0.0.1:<port>. No iptables rule is involved."""
-
-    def __init__(self, backend: "NetnsBackend", proc: pl.Proc, local_port: int, target: str,
-                 remote_port: int, pod: str, pod_port: int):
-        self._backend = backend
-        self._proc = proc
-        self.local_port = local_port
-        self.target = target
-        self.remote_port = remote_port
-        self.pod = pod
-        self.pod_port = pod_port
-        self.netns = backend.host_ns
-        self._closed = False
-
-    @property
-    def alive(self) -> bool:
-        return not self._closed and self._proc.alive
-
-    @property
-    def pgid(self) -> int:
-        return self._proc.pid
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            b = self._backend
-            if not b.is_up():                   # the lab is gone (down() in some process): the relay too
-                pl.stop(b.name, self._proc)
-            else:
-                with b._changing():
-                    pl.stop(b.name, self._proc)
-                    b._procs.pop(self._proc.key, None)
-            if self in b._forwards:
-                b._forwards.remove(self)
-
-    def __repr__(self) -> str:
-        state = "open" if self.alive else "closed"
-        return (f"<port-forward 127.0.0.1:{self.local_port} (netns {self.netns}) -> {self.pod} "
-                f"127.0.0.1:{self.pod_port} [{state}] stands in for kubectl+API server+kubelet+runtime>")
 
 
 def _missing_tools() -> list[str]:
@@ -263,7 +222,7 @@ class NetnsBackend(Backend):
                 self._nginx_conf_text = ""
                 self._sync_nginx()
             elif key in mappings:
-                self._start_docker_proxy(*mappings[key])
+                docker.start_docker_proxy(self, *mappings[key])
         self._save("up")
         self.progress.step(f"restarted what had stopped: {', '.join(sorted(dead))}")
 
@@ -284,7 +243,7 @@ class NetnsBackend(Backend):
             for sub in ("ipam", "logs", "nginx", "pids"):
                 (self.state / sub).mkdir(exist_ok=True)
             self._save("creating")
-            self._make_host()
+            docker.make_host(self)
             for i, node in enumerate(self._cluster.nodes):
                 self._make_node(i, node)
             self._route_pod_cidrs()
@@ -292,7 +251,7 @@ class NetnsBackend(Backend):
             # kube-proxy and kindnet run before any pod: their jumps come first in the built-in chains.
             self._sync_rules()
             self._reconcile()
-            self._make_host_port_mappings()
+            docker.make_host_port_mappings(self)
             self._save("up")
         except BaseException:
             self._up = True
@@ -345,22 +304,6 @@ class NetnsBackend(Backend):
                 if self._up:
                     self._save("up")
 
-    def _make_host(self) -> None:
-        self.progress.step(f"host namespace {self.host_ns} with bridge {self.bridge} ({KIND_GATEWAY}/16) "
-                           "for Docker's network 'kind'")
-        if self.external_host:
-            if not pl.netns_exists(self.host_ns):
-                raise BackendUnavailable(f"host namespace {self.host_ns} does not exist (ip netns list)")
-            # What the namespace's tables held before: put back at down().
-            self._host_rules_before = pl.exec_in(self.host_ns, ["iptables-save"], timeout=20).stdout
-        else:
-            pl.netns_add(self.name, self.host_ns)
-        pl.ip_batch(self.host_ns, [
-            f"link add {self.bridge} type bridge",
-            f"addr add {KIND_GATEWAY}/16 dev {self.bridge}",
-            f"link set {self.bridge} up",
-        ])
-
     def _make_node(self, index: int, node) -> None:
         ns = tx.node_netns(self.name, node.name)
         veth = tx.node_veth_ifname(self.name, index)
@@ -385,40 +328,9 @@ class NetnsBackend(Backend):
             pl.ip_batch(node.netns, [f"route add {other.pod_cidr} via {other.ip}"
                                      for other in self._nodes.values() if other is not node])
 
-    def _make_host_port_mappings(self) -> None:
-        """Docker's side of extraPortMappings: its nat/filter rules in the host namespace (rendered by
-        the model for this bridge) and a userland proxy on 127.0.0.1 for each published port
-        (connections to loopback skip Docker's DNAT; docker-proxy relays them)."""
-        from ... import model as m
-        text = m.render_host_docker(self._cluster, form="restore")
-        (self.state / "host.rules").write_text(text)
-        pl.iptables_restore(self.host_ns, text, noflush=False)
-        mappings = self._port_mappings()
-        for host_port, container_port, node_ip in mappings:
-            self._start_docker_proxy(host_port, container_port, node_ip)
-        if mappings:
-            self.progress.step("host port mappings: " + ", ".join(
-                f"{hp}->{ip}:{cp}" for hp, cp, ip in mappings) + " (Docker's DNAT + docker-proxy on 127.0.0.1)")
-
-    def _start_docker_proxy(self, host_port: int, container_port: int, node_ip: str) -> None:
-        key = f"docker-proxy-{host_port}"
-        proc, _ = pl.start_relay(self.name, key, listen_netns=self.host_ns,
-                                 listen=f"127.0.0.1:{host_port}", dial_netns=self.host_ns,
-                                 dial=f"{node_ip}:{container_port}",
-                                 info=f"docker-proxy 127.0.0.1:{host_port} -> {node_ip}:{container_port}")
-        self._procs[key] = proc
-
     def _port_mappings(self) -> list[tuple[int, int, str]]:
         """(hostPort, containerPort, node IP) of every node's extraPortMappings (TCP)."""
-        out = []
-        cfg = self._cluster.config
-        kind_nodes = [k for k in cfg.nodes if k.role == "control-plane"] + \
-            [k for k in cfg.nodes if k.role == "worker"]       # the model's node order
-        for kn, node in zip(kind_nodes, self._cluster.nodes):
-            for pm in kn.extra_port_mappings:
-                if pm.protocol.upper() == "TCP":
-                    out.append((pm.host_port, pm.container_port, node.ip))
-        return out
+        return docker.port_mappings(self)
 
     def down(self) -> None:
         """Remove the lab, whichever process made it (helpers are stopped only while their pid is
@@ -446,7 +358,7 @@ class NetnsBackend(Backend):
             for pod in reversed(list(self._pods.values())):
                 self._remove_pod(pod)
             if self.external_host:
-                self._clean_external_host()
+                docker.clean_external_host(self)
             # nodes, host, state dir (IPAM) and anything missed
             removed = pl.force_cleanup(self.name, keep_lock=True)
             pl.remove_lock(self.name)
@@ -454,21 +366,6 @@ class NetnsBackend(Backend):
         self._nodes.clear()
         self._stamp = None
         self.progress.step(f"netns lab {self.name!r} removed ({len(removed)} items)")
-
-    def _clean_external_host(self) -> None:
-        """Remove from a host namespace we were given what up() put there: the bridge (with it the
-        nodes' veth ends) and Docker's rules (each table restored to its state at up())."""
-        if not pl.netns_exists(self.host_ns):
-            return
-        if self.bridge:
-            pl.exec_in(self.host_ns, ["ip", "link", "del", self.bridge], timeout=10, check=False)
-        rules = self.state / "host.rules"
-        if rules.exists():
-            before = tx.parse_restore(self._host_rules_before or "")
-            kept = {t.name for t in before}
-            text = (self._host_rules_before or "") + "".join(
-                f"*{t.name}\nCOMMIT\n" for t in tx.parse_restore(rules.read_text()) if t.name not in kept)
-            pl.iptables_restore(self.host_ns, text, noflush=False)
 
     # ------------------------------------------------------------------ objects
     def apply(self, objects: list[dict]) -> list[str]:
@@ -547,199 +444,37 @@ class NetnsBackend(Backend):
         raise NotFound(f"no pod {name!r} in lab {self.name!r}; pods: "
                        f"{', '.join(p.name for p in self._pods.values())}")
 
-    # ------------------------------------------------------------------ reconcile: pods, processes, rules
+    # ------------------------------------------------------------------ reconcile: pods (pods.py), rules (kube_proxy.py)
     def _reconcile(self) -> None:
         """Make the namespaces and processes match the model's pods, then resync rules and nginx."""
-        desired = {}
-        for pod in self._cluster.pods:
-            if pod.host_network or pod.node_name not in self._nodes:
-                continue
-            desired[pod.key] = pod
-        for key in [k for k in self._pods if k not in desired]:
-            self._remove_pod(self._pods.pop(key))
-        for key, pod in desired.items():
-            if key not in self._pods:
-                self._add_pod(pod)
-        self._sync_rules()
-        self._sync_nginx()
-
-    def _pod_role(self, pod) -> tuple[str, int | None]:
-        images = " ".join(c.image for c in pod.containers)
-        ports = [p.container_port for p in pod.container_ports() if p.protocol == "TCP"]
-        if CONTROLLER_IMAGE_HINT in images:
-            return "controller", 80
-        if APP_IMAGE_HINT in images:
-            return "app", (ports[0] if ports else 8080)
-        if pod.name == CLIENT_POD:
-            return "client", None
-        return "pod", None
+        pods.reconcile(self)
 
     def _add_pod(self, pod) -> None:
-        node = self._nodes[pod.node_name]
-        ns = tx.pod_netns(self.name, pod.name, pod.namespace)
-        cid = getattr(pod, "container_id", "") or cni.container_id(self.name, pod.namespace, pod.name)
-        mappings = tuple(cni.PortMapping(p.host_port, p.container_port, p.protocol.lower(), p.host_ip)
-                         for p in pod.host_ports())
-        att = cni.Attachment(container_id=cid, netns=f"{pl.NETNS_DIR}/{ns}", port_mappings=mappings)
-        pl.netns_add(self.name, ns)
-        try:
-            result = cni.add(self._conflist(node), att, exec_in=node.netns)   # DELs itself on failure
-        except BaseException:
-            pl.netns_delete(ns)
-            raise
-        role, port = self._pod_role(pod)
-        pnet = PodNet(pod.name, pod.namespace, ns, node.name, result.ip, att, role, port)
-        self._pods[pod.key] = pnet
-        # The model learns the address host-local really gave (the model's own guess may differ).
-        pod.ip = result.ip
-        pod.host_ip = node.ip
-        pod.container_id = cid
-        if role == "app":
-            self._start_app(pnet)
-        self.progress.step(f"pod {pod.namespace}/{pod.name}: {ns}, {result.ip} via CNI ptp+portmap"
-                           + (f", hostPorts {', '.join(str(m.host_port) for m in mappings)}" if mappings else "")
-                           + ("" if role in ("app", "controller") else " (no process)"))
+        pods.add(self, pod)
 
     def _remove_pod(self, pod: PodNet) -> None:
-        if pod.proc is not None:
-            pl.stop(self.name, pod.proc)
-            self._procs.pop(pod.proc.key, None)
-            pod.proc = None
-        if pod.role == "controller":
-            self._stop_nginx()
-        node = self._nodes.get(pod.node)
-        if node is not None and pl.netns_exists(node.netns) and pl.netns_exists(pod.netns):
-            errors = cni.delete(self._conflist(node), pod.attachment, exec_in=node.netns)
-            for err in errors:
-                self.progress.step(f"warning: {err}")
-        pl.netns_delete(pod.netns)
-
-    def _conflist(self, node: NodeNet) -> dict:
-        return cni.kindnet_conflist(node.pod_cidr, self.state / "ipam", mtu=1500)
+        pods.remove(self, pod)
 
     def _start_app(self, pod: PodNet) -> None:
-        server = self.root / "app" / "server.py"
-        if not server.exists():
-            raise K8sLabError(f"{server} is missing: the netns backend runs the course's app from there")
-        key = f"app-{pod.namespace}-{pod.name}"
-        env = {"POD_NAME": pod.name, "POD_NAMESPACE": pod.namespace, "POD_IP": pod.ip,
-               "NODE_NAME": pod.node, "PYTHONUNBUFFERED": "1"}
-        argv = ["ip", "netns", "exec", pod.netns, sys.executable, str(server), "--port", str(pod.port)]
-        pod.proc = pl.start(self.name, key, argv, env=env, cwd=str(self.root),
-                            log=self.state / "logs" / f"{key}.log", info=f"url-shortener in {pod.netns}")
-        self._procs[key] = pod.proc
+        pods.start_app(self, pod)
 
     def _sync_rules(self) -> None:
         """kube-proxy's resync (and kindnet's/kubelet's chains) in every node, portmap's chains untouched."""
-        from ... import model as m
-        for node in self._nodes.values():
-            rendered = m.render_node_restore(self._cluster, node.name)
-            live = None if not node.rules_loaded else tx.chains_by_table(
-                pl.exec_in(node.netns, ["iptables-save"], timeout=20).stdout)
-            text = tx.node_restore(rendered, live_chains=live, first_load=not node.rules_loaded,
-                                   skip_prefixes=self._kube_proxy_skip())
-            (self.state / f"last-restore-{node.name}.rules").write_text(text)
-            pl.iptables_restore(node.netns, text)
-            node.rules_loaded = True
-            nft.sync(self, node)              # kube-proxy's nftables mode: its nft table (netns/nft.py)
+        kube_proxy.sync_rules(self)
 
-    # ------------------------------------------------------------------ the ingress controller
-    def _controller(self) -> PodNet | None:
-        return next((p for p in self._pods.values() if p.role == "controller"), None)
-
-    def _nginx_paths(self) -> dict[str, str]:
-        d = self.state / "nginx"
-        return {"prefix_dir": str(d), "pid_path": str(d / "nginx.pid"),
-                "error_log": str(d / "error.log"), "access_log": str(d / "access.log")}
-
+    # ------------------------------------------------------------------ the ingress controller (ingress.py)
     def _sync_nginx(self) -> None:
-        pod = self._controller()
-        if pod is None:
-            return
-        from ... import model as m
-        paths = self._nginx_paths()
-        conf = m.nginx_conf(self._cluster, listen_port=pod.port or 80, **paths)
-        conf_path = self.state / "nginx" / "nginx.conf"
-        (self.state / "nginx" / "logs").mkdir(parents=True, exist_ok=True)
-        if pod.proc is not None and pod.proc.alive and conf == self._nginx_conf_text:
-            return
-        conf_path.write_text(conf)
-        base = ["nginx", "-c", str(conf_path), "-p", paths["prefix_dir"] + "/"]
-        pl.exec_in(pod.netns, [*base, "-t"], timeout=20,
-                   hint=f"nginx rejected the rendered configuration in {conf_path}.")
-        if pod.proc is None or not pod.proc.alive:
-            daemon = [] if "daemon off" in conf else ["-g", "daemon off;"]
-            key = "nginx"
-            pod.proc = pl.start(self.name, key, ["ip", "netns", "exec", pod.netns, *base, *daemon],
-                                log=self.state / "logs" / "nginx.log", info=f"nginx in {pod.netns}")
-            self._procs[key] = pod.proc
-            self.progress.step(f"ingress controller: nginx in {pod.netns} on port {pod.port} "
-                               "(reached through hostPort 80)")
-        else:
-            before = self._nginx_workers(pod.proc.pid)
-            runner.run([*base, "-s", "reload"], timeout=20)
-            # A graceful reload: new workers (forked with the new configuration) take over, and
-            # the old ones stop accepting, finish their connections and exit. apply() returns once
-            # the old ones are gone, so the next request is routed by the new configuration.
-            def reloaded() -> bool:
-                now = self._nginx_workers(pod.proc.pid)
-                return bool(now - before) and not (now & before)
-            if not pl.wait_until(reloaded, 10.0):
-                self.progress.step("ingress controller: old nginx workers still finishing connections")
-            self.progress.step("ingress controller: nginx reloaded gracefully (nginx -s reload)")
-        self._nginx_conf_text = conf
-
-    def _stop_nginx(self) -> None:
-        proc = self._procs.pop("nginx", None)
-        if proc is not None:
-            pl.stop(self.name, proc)
-        self._nginx_conf_text = ""
-
-    @staticmethod
-    def _nginx_workers(master: int) -> set[int]:
-        try:
-            text = Path(f"/proc/{master}/task/{master}/children").read_text()
-            return {int(x) for x in text.split()}
-        except OSError:
-            return set()
+        ingress.sync(self)
 
     def ingress_config(self) -> str:
-        f = self.state / "nginx" / "nginx.conf"
-        return f.read_text() if f.exists() else ""
+        return ingress.config(self)
 
-    # ------------------------------------------------------------------ readiness
+    # ------------------------------------------------------------------ readiness (traffic.py)
     def wait_ready(self, timeout: float = 120.0) -> None:
-        self._require_up()
-        deadline = time.monotonic() + timeout
-        for pod in list(self._pods.values()):
-            if pod.role not in ("app", "controller"):
-                continue
-            path = "/healthz" if pod.role == "app" else None
-            while True:
-                if pod.proc is not None and not pod.proc.alive:
-                    raise K8sLabError(f"{pod.role} process of pod {pod.name} exited "
-                                      f"(code {pod.proc.returncode}): {pod.proc.log_tail()}")
-                if self._probe(pod, path):
-                    break
-                if time.monotonic() > deadline:
-                    raise K8sLabError(f"pod {pod.name} did not become ready within {timeout:g} s; "
-                                      f"log: {pod.proc.log_tail() if pod.proc else '(no process)'}")
-                time.sleep(0.05)
+        traffic.wait_ready(self, timeout)
 
     def _probe(self, pod: PodNet, path: str | None) -> bool:
-        try:
-            sock = nsrelay.connect_in(pod.netns, "127.0.0.1", pod.port or 80, timeout=1.0)
-        except OSError:
-            return False
-        try:
-            if path is None:
-                return True
-            status, _, _ = _http_get(sock, "127.0.0.1", path, "127.0.0.1")
-            return status == 200
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            sock.close()
+        return traffic.probe(self, pod, path)
 
     # ------------------------------------------------------------------ the node's data plane
     def iptables_save(self, node: str) -> str:
@@ -793,205 +528,27 @@ class NetnsBackend(Backend):
         except NotFound:
             return self._pod(what).netns
 
-    # ------------------------------------------------------------------ traffic
-    def _client_pod(self) -> PodNet:
-        for pod in self._pods.values():
-            if pod.role == "client":
-                return pod
-        from ... import model as m
-        with self._changing():                   # another process may have made it meanwhile
-            if not any(p.role == "client" for p in self._pods.values()):
-                self._cluster.apply(m.load_objects((self.root / "kind/manifests/client.yaml").read_text()))
-                self._reconcile()
-        return next(p for p in self._pods.values() if p.role == "client")
-
+    # ------------------------------------------------------------------ traffic (traffic.py)
     def request(self, url: str, *, host: str | None = None, from_: str = "host",
                 source: str | None = None, timeout: float = 10.0) -> Response:
-        self._require_up()
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme != "http":
-            raise K8sLabError(f"request() speaks plain http only, not {parts.scheme!r}: {url}")
-        addr = parts.hostname or "127.0.0.1"
-        if resolves_to_loopback(addr):
-            addr = "127.0.0.1"
-        port = parts.port or 80
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if from_ == "host":
-            ns, src_name = self.host_ns, "host"
-        elif from_ == "node":
-            n = self._node(source)
-            ns, src_name = n.netns, n.name
-        elif from_ == "pod":
-            p = self._pod(source) if source else self._client_pod()
-            ns, src_name = p.netns, p.name
-        else:
-            raise ValueError(f"from_ must be 'host', 'node' or 'pod', not {from_!r}")
-        header_host = host or parts.netloc
-        started = time.monotonic()
-        resp = Response(url=url, status=None, body="", from_=src_name if from_ != "host" else "host",
-                        backend=self.kind)
-        try:
-            sock = nsrelay.connect_in(ns, addr, port, timeout=timeout)
-        except socket.timeout:
-            resp.error = f"timed out connecting to {addr}:{port} from {src_name}"
-            return resp
-        except ConnectionRefusedError:
-            resp.error = f"connection refused by {addr}:{port} (nothing listens there, as seen from {src_name})"
-            return resp
-        except OSError as exc:
-            resp.error = f"cannot connect to {addr}:{port} from {src_name}: {exc.strerror or exc}"
-            return resp
-        try:
-            status, headers, body = _http_get(sock, addr, path, header_host)
-        except (OSError, http.client.HTTPException) as exc:
-            resp.error = f"{type(exc).__name__}: {exc}"
-            return resp
-        finally:
-            sock.close()
-        resp.status, resp.headers, resp.body = status, headers, body
-        resp.elapsed_ms = round((time.monotonic() - started) * 1000, 2)
-        resp.whoami = _whoami(body)
-        if resp.whoami:
-            ip = resp.whoami.get("pod_ip")
-            pod = next((p for p in self._pods.values() if p.ip == ip or p.name == resp.whoami.get("pod")), None)
-            if pod is not None and pod.port:
-                resp.destination = f"{pod.ip}:{pod.port}"
-        return resp
+        return traffic.request(self, url, host=host, from_=from_, source=source, timeout=timeout)
 
     def port_forward(self, target: str, local_port: int, remote_port: int,
                      namespace: str = "default") -> PortForward:
-        self._require_up()
-        with self._changing():
-            pod, pod_port = self._resolve_forward(target, remote_port, namespace)
-            key = f"port-forward-{local_port}-{pod.name}-{os.getpid()}-{time.monotonic_ns()}"
-            try:
-                proc, port = pl.start_relay(self.name, key, listen_netns=self.host_ns,
-                                            listen=f"127.0.0.1:{local_port}", dial_netns=pod.netns,
-                                            dial=f"127.0.0.1:{pod_port}",
-                                            info=f"port-forward {target} {local_port}:{remote_port}")
-            except K8sLabError as exc:
-                raise K8sLabError(f"Unable to listen on port {local_port} in {self.host_ns}: {exc} "
-                                  "(docker-proxy holds the extraPortMappings ports there, or another "
-                                  "port-forward; pick another local_port, or 0 for any free one)") from exc
-            self._procs[key] = proc               # recorded: down() in any process stops it
-        pf = NetnsPortForward(self, proc, port, target, remote_port, pod.name, pod_port)
-        self._forwards.append(pf)
-        self.progress.step(f"port-forward 127.0.0.1:{port} -> pod {pod.name} 127.0.0.1:{pod_port} "
-                           "(kubectl -> API server -> kubelet -> runtime stand-in)")
-        return pf
+        return traffic.port_forward(self, target, local_port, remote_port, namespace)
 
-    def _resolve_forward(self, target: str, remote_port: int, namespace: str) -> tuple[PodNet, int]:
-        """kubectl's choice: svc/NAME -> the first ready pod behind it and the service port's
-        targetPort on that pod; deploy/NAME -> its first pod; pod/NAME or NAME -> that pod."""
-        kind, _, name = target.rpartition("/")
-        kind = (kind or "pod").lower()
-        c = self._cluster
-        if kind in ("svc", "service", "services"):
-            svc = c.service(name, namespace)
-            if svc is None:
-                raise NotFound(f"service {namespace}/{name} not found")
-            sp = next((p for p in svc.ports if p.port == remote_port), None)
-            if sp is None:
-                raise NotFound(f"service {name} has no port {remote_port} "
-                               f"(ports: {', '.join(str(p.port) for p in svc.ports)})")
-            pods = sorted((p for p in c.pods if p.namespace == namespace and p.ready and svc.selector
-                           and all(p.labels.get(k) == v for k, v in svc.selector.items())),
-                          key=lambda p: p.name)
-            if not pods:
-                raise NotFound(f"service {name} has no ready pod to forward to")
-            pod = pods[0]
-            port = pod.resolve_port(sp.effective_target_port, sp.protocol)
-            if port is None:
-                raise NotFound(f"pod {pod.name} has no container port named {sp.target_port!r}")
-            return self._pod(pod.name, namespace), port
-        if kind in ("deploy", "deployment", "deployments"):
-            pods = sorted((p for p in c.pods if p.namespace == namespace
-                           and p.owner == f"Deployment/{name}"), key=lambda p: p.name)
-            if not pods:
-                raise NotFound(f"deployment {namespace}/{name} has no pods")
-            return self._pod(pods[0].name, namespace), remote_port
-        if kind in ("pod", "pods", "po"):
-            return self._pod(name, namespace), remote_port
-        raise NotFound(f"port_forward target {target!r}: use svc/NAME, deploy/NAME or pod/NAME")
-
-    # ------------------------------------------------------------------ kube-proxy out of the data path
-    # kube-proxy is no process here: the backend's resync (_sync_rules) plays its part. Stopped, the
-    # resync leaves every KUBE-* chain alone (nothing reprograms them: endpoint changes are not
-    # programmed, as on a node whose kube-proxy is gone); flushed, the node's rules are what
-    # `kube-proxy --cleanup` leaves, removed with real iptables commands (k8slab.backends.kubeproxy).
-    # The state is a file in the lab's state dir, so every process sharing the lab sees it.
+    # ------------------------------------------------------------------ kube-proxy out of the data path (kube_proxy.py)
     def kube_proxy_state(self) -> str:
-        f = self.state / "kube-proxy"
-        try:
-            return f.read_text().strip() or "running"
-        except OSError:
-            return "running"
-
-    def _kube_proxy_skip(self) -> tuple[str, ...]:
-        return (tx.CNI_PREFIX,) if self.kube_proxy_state() == "running" else (tx.CNI_PREFIX, "KUBE-")
+        return kube_proxy.state(self)
 
     def stop_kube_proxy(self, timeout: float = 120.0) -> None:
-        self._require_up()
-        if self.kube_proxy_state() == "running":
-            (self.state / "kube-proxy").write_text("stopped\n")
-        self.progress.step("kube-proxy stopped (its pod gone from every node); its rules stay in the kernel "
-                           "and nothing updates them")
+        kube_proxy.stop(self, timeout)
 
     def flush_kube_proxy_rules(self) -> None:
-        from ..kubeproxy import STOPPED_WHY, cleanup_plan
-        self._require_up()
-        if self.kube_proxy_state() == "running":
-            raise LabStateError(STOPPED_WHY)
-        for node in self._nodes.values():
-            if getattr(self, "proxy_mode", None) == "nftables":      # nftables' CleanupLeftovers
-                from ..kubeproxy import NFT_CLEANUP
-                if pl.exec_in(node.netns, ["nft", "list", "table", "ip", "kube-proxy"], timeout=20, check=False).ok:
-                    pl.exec_in(node.netns, list(NFT_CLEANUP), timeout=20)
-            plan = cleanup_plan(pl.exec_in(node.netns, ["iptables-save"], timeout=20).stdout)
-            for argv in plan.delete_argvs():          # CleanupLeftovers: ipt.DeleteRule per jump
-                pl.exec_in(node.netns, argv, timeout=20)
-            for table in ("nat", "filter"):           # then flush + delete its chains, noflush restore
-                pl.iptables_restore(node.netns, plan.restore.get(table, ""))
-            self.progress.step(f"{node.name}: kube-proxy's rules removed ({len(plan.deletes)} jumps, "
-                               f"{sum(t.count(chr(10) + '-X ') for t in plan.restore.values())} chains) "
-                               "as kube-proxy --cleanup does")
-        (self.state / "kube-proxy").write_text("flushed\n")
+        kube_proxy.flush(self)
 
     def start_kube_proxy(self, timeout: float = 180.0) -> None:
-        from ..kubeproxy import JUMP_CHAINS, ensure_jump_argvs
-        self._require_up()
-        (self.state / "kube-proxy").unlink(missing_ok=True)
-        self._sync_rules()                            # its chains, from the model as it is now
-        nft_mode = getattr(self, "proxy_mode", None) == "nftables"     # no iptables chains then
-        for node in ([] if nft_mode else self._nodes.values()):        # EnsureRule(Prepend) per jump
-            for table, chain, builtin, _c, _e in JUMP_CHAINS:
-                check, insert = ensure_jump_argvs(table, chain, builtin)
-                if not pl.exec_in(node.netns, check, timeout=20, check=False).ok:
-                    pl.exec_in(node.netns, insert, timeout=20)
-        self.progress.step("kube-proxy running again: its pod is back and its rules re-synced")
-
-
-def _http_get(sock: socket.socket, addr: str, path: str, host_header: str) -> tuple[int, dict, str]:
-    conn = http.client.HTTPConnection(addr, timeout=sock.gettimeout())
-    conn.sock = sock
-    conn.request("GET", path, headers={"Host": host_header, "User-Agent": "k8slab-netns",
-                                       "Connection": "close"})
-    r = conn.getresponse()
-    body = r.read().decode("utf-8", "replace")
-    return r.status, {k.lower(): v for k, v in r.getheaders()}, body
-
-
-def _whoami(body: str) -> dict | None:
-    text = body.strip()
-    if not text.startswith("{"):
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) and ("pod" in data or "pod_ip" in data) else None
-
-
+        kube_proxy.start(self, timeout)
 
 
 __all__ = ["NetnsBackend", "NetnsPortForward"]
