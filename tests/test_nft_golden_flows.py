@@ -24,6 +24,10 @@ Which flows the nftables mode shares (kubernetes pkg/proxy/nftables/proxier_test
   ``@nodeport-ips``, which never holds a loopback address. Its nftables TestNodePorts has no such
   flow. :func:`test_localhost_nodeport_is_iptables_only` checks the nftables mode's own answer
   instead: not translated, and on the kernel the connection is refused by the node itself.
+
+Besides, ``NFT_FLOWS``: seven flows of the nftables proxier test itself over the same objects (pod
+traffic to ETP=Local's external IP, LB IP and NodePort, the secondary node IP with and without
+nodeport-ips, a wrong port, an unallocated ClusterIP), traced and judged by the kernel the same way.
 """
 from __future__ import annotations
 
@@ -53,6 +57,33 @@ IPTABLES_ONLY = {
 }
 SHARED_COUNTS = {"nodeport": 3, "etp-local": 4}
 
+# The nftables proxier test's own flows over the same objects (kubernetes pkg/proxy/nftables/
+# proxier_test.go): the three pod flows of TestExternalTrafficPolicyLocal that the iptables fixture
+# does not list; TestNodePorts' secondary node IP, accepted with MatchAll ("multiple
+# nodeport-addresses": allowAltNodeIP) and ignored with nodeport-ips {192.168.0.2} ("secondary nodeIP
+# ignores NodePorts"); TestClusterIPGeneral's wrong port (REJECT) and unallocated ClusterIP (DROP,
+# only where serviceCIDRs is set; with none the packet is no service's and is routed on). Those two
+# come from pod 10.180.0.2 upstream; here from pod 10.0.0.2 (the same side of the 10.0.0.0/8
+# detector): in the namespace pair 10.180.0.0/16 is the endpoints' link, so the node's reset for a
+# REJECT would leave through it and never reach the client.
+_BOTH = "10.180.0.1:80, 10.180.2.1:80"
+NFT_FLOWS = [
+    (VARIANTS, "etp-local", {"name": "pod to external IP hits both endpoints, unmasqueraded",
+                             "sourceIP": "10.0.0.2", "destIP": "192.168.99.11", "destPort": 80, "output": _BOTH, "masq": False}),
+    (VARIANTS, "etp-local", {"name": "pod to LB IP hits only both endpoints, unmasqueraded",
+                             "sourceIP": "10.0.0.2", "destIP": "1.2.3.4", "destPort": 80, "output": _BOTH, "masq": False}),
+    (VARIANTS, "etp-local", {"name": "pod to NodePort hits both endpoints, unmasqueraded",
+                             "sourceIP": "10.0.0.2", "destIP": "192.168.0.2", "destPort": 3001, "output": _BOTH, "masq": False}),
+    (("readme",), "nodeport", {"name": "external to nodePort on secondary IP", "sourceIP": "203.0.113.2",
+                               "destIP": "192.168.1.2", "destPort": 3001, "output": "10.180.0.1:80", "masq": True}),
+    (("nodeport-ips",), "nodeport", {"name": "secondary nodeIP ignores NodePorts", "sourceIP": "203.0.113.2",
+                                     "destIP": "192.168.1.2", "destPort": 3001, "output": "", "masq": False}),
+    (VARIANTS, "nodeport", {"name": "svc1 does not accept other ports", "sourceIP": "10.0.0.2",
+                            "destIP": "172.30.0.41", "destPort": 443, "output": "REJECT", "masq": False}),
+    (("nodeport-ips",), "nodeport", {"name": "packet to unallocated cluster ip", "sourceIP": "10.0.0.2",
+                                     "destIP": "172.30.0.50", "destPort": 80, "output": "DROP", "masq": False}),
+]
+
 
 def _flows(case: str) -> list[dict]:
     path = GOLDEN / f"{case}.flows.json"
@@ -66,6 +97,9 @@ def _params():
             for flow in _flows(case):
                 if (case, flow["name"]) not in IPTABLES_ONLY:
                     out.append(pytest.param((variant, case), flow, id=f"{variant}: {case}: {flow['name']}"))
+        for variants, case, flow in NFT_FLOWS:
+            if variant in variants:
+                out.append(pytest.param((variant, case), flow, id=f"{variant}: {case}: nftables test: {flow['name']}"))
     return out
 
 
@@ -118,7 +152,7 @@ def test_shared_flows_counted(shared_fixtures):
         shared = [f for f in flows if (case, f["name"]) not in IPTABLES_ONLY]
         assert len(shared) == SHARED_COUNTS[case]
         assert len(flows) - len(shared) == sum(1 for c, _ in IPTABLES_ONLY if c == case)
-    assert len(PARAMS) == len(VARIANTS) * sum(SHARED_COUNTS.values())
+    assert len(PARAMS) == len(VARIANTS) * sum(SHARED_COUNTS.values()) + sum(len(v) for v, _, _ in NFT_FLOWS)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
