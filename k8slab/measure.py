@@ -34,6 +34,23 @@ WOULD_MEASURE = ("median connect() time of a new TCP connection to the last Serv
                  "through a node namespace holding kube-proxy's rules (needs root and the netns tools)")
 
 
+#: The kernel's median connect() time (µs) measured by ``compare(backend="netns")`` (benchmarks/nftables.py)
+#: on the project's test machine: Debian 12 userland, Linux 6.18, 2 cores, 2026-12-03, 200 connections per point.
+#: Shown where this run cannot measure the kernel (sim, kind), always labelled as a recording.
+RECORDED_KERNEL_US = {
+    "where": "recorded: netns, Linux 6.18, 2 cores, 2026-12-03 (benchmarks/nftables.py)",
+    "iptables": {10: 24.0, 1000: 32.6, 10000: 154.3},
+    "nftables": {10: 23.6, 1000: 21.5, 10000: 22.7},
+}
+
+
+def recorded_kernel_frame():
+    """:data:`RECORDED_KERNEL_US` as rows (services, mode, kernel_connect_us, where)."""
+    import pandas as pd
+    return pd.DataFrame([{"services": n, "mode": mode, "kernel_connect_us": us, "where": RECORDED_KERNEL_US["where"]}
+                         for mode in ("iptables", "nftables") for n, us in RECORDED_KERNEL_US[mode].items()])
+
+
 def services(n: int, endpoints: int = 3):
     """``n`` ClusterIP Services ``svc-0 .. svc-(n-1)`` (port 80 -> 8080) and their EndpointSlices,
     each with ``endpoints`` endpoints (the same pod IPs for all: rules do not care whose they are)."""
