@@ -26,6 +26,34 @@ class Component(str, Enum):
     INGRESS_CONTROLLER = "ingress controller"
     APP = "app"
 
+    @property
+    def label(self) -> str:
+        """What a learner reads for this component in a path's table and figures (:data:`COMPONENT_LABELS`):
+        a program's name, or for the hops the kernel makes by walking rules a program wrote once,
+        ``"kernel (<author>'s rules)"``. ``value`` stays the program's name (exercise answers, recordings)."""
+        return COMPONENT_LABELS.get(self, self.value)
+
+    @classmethod
+    def from_label(cls, text: str) -> "Component":
+        """The component a :attr:`label` (or a value) names."""
+        for c in cls:
+            if text in (c.value, c.label):
+                return c
+        raise ValueError(f"{text!r} is neither a component nor its label")
+
+
+#: The hops no program carries: kube-proxy, the CNI portmap plugin, Docker and kindnet write rules
+#: (or routes) once and then the kernel applies them to every packet; none of them is in the path.
+#: The label says who acts (the kernel) and whose rules it walks.
+COMPONENT_LABELS: dict[Component, str] = {
+    Component.KUBE_PROXY: "kernel (kube-proxy's rules)",
+    Component.CNI_PORTMAP: "kernel (CNI portmap's rules)",
+    Component.DOCKER: "kernel (Docker's rules)",
+    Component.KINDNET: "kernel (kindnet's rules)",
+}
+#: The components that are kernel rules (or routes), not a process on the way.
+KERNEL_COMPONENTS = frozenset(COMPONENT_LABELS) | {Component.ROUTING}
+
 
 class Way(str, Enum):
     """The ways in the course compares."""
@@ -127,11 +155,12 @@ class Path:
         return f"{self.way.value}: {self.client} → {end}"
 
     def frame(self):
-        """One row per hop: who acts where, what it does, the packet after it (``src → dst``), which
+        """One row per hop: who acts where (``component``: :attr:`Component.label`, so a hop made by
+        the kernel walking kube-proxy's rules reads "kernel (kube-proxy's rules)"), what it does, the packet after it (``src → dst``), which
         address it rewrote, and whether a stand-in does it on this backend."""
         import pandas as pd
         return pd.DataFrame([{
-            "hop": h.index, "component": h.component.value, "place": h.place, "action": h.action,
+            "hop": h.index, "component": h.component.label, "place": h.place, "action": h.action,
             "packet after this hop": h.packet, "rewrote": h.rewrote, "stand-in": h.stand_in, "plane": h.plane,
         } for h in self.hops], columns=["hop", "component", "place", "action", "packet after this hop",
                                          "rewrote", "stand-in", "plane"])

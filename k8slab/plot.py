@@ -19,7 +19,7 @@ from collections import OrderedDict, deque
 from functools import lru_cache
 from typing import Mapping
 
-from .hops import EPHEMERAL_PORT, LOOPBACK_CLIENT_PORT, Component, Path
+from .hops import EPHEMERAL_PORT, KERNEL_COMPONENTS, LOOPBACK_CLIENT_PORT, Component, Path
 
 # One colour per component, kept stable across every figure of the course.
 COMPONENT_COLORS: dict[Component, str] = {
@@ -55,9 +55,10 @@ MEASURED_COLOR = "#08519c"
 
 
 def component_color(component: Component | str) -> str:
-    """The course's colour for a component (or its value, e.g. ``"kube-proxy"``)."""
+    """The course's colour for a component (or its value, e.g. ``"kube-proxy"``, or its label as a
+    path's table shows it, ``"kernel (kube-proxy's rules)"``)."""
     try:
-        return COMPONENT_COLORS[Component(component)]
+        return COMPONENT_COLORS[Component.from_label(str(getattr(component, "value", component)))]
     except ValueError:
         return OWNER_COLORS.get(str(component), OWNER_COLORS["other"])
 
@@ -240,7 +241,7 @@ def plot_path(path: Path, ax=None, *, title: str | None = None, max_width: float
     notes = []
     for hop in hops:
         prefix = "(stand-in) " if hop.stand_in else ""
-        notes.append(_fit_lines(f"{prefix}{hop.component.value}: {hop.action}", notes_w, TEXT_PT, max_lines=40))
+        notes.append(_fit_lines(f"{prefix}{hop.component.label}: {hop.action}", notes_w, TEXT_PT, max_lines=40))
     packet_rows = [1 if _packet_pieces(h) else 0 for h in hops]
     row_h = [max(0.36, line_h * (len(lines) + k) + 0.14) for lines, k in zip(notes, packet_rows)] or [0.4]
 
@@ -321,7 +322,7 @@ def plot_path(path: Path, ax=None, *, title: str | None = None, max_width: float
     if key_h:
         ax.text(margin, legend_h + key_h / 2, "\n".join(key_lines), ha="left", va="center", fontsize=TEXT_PT,
                 color="#333333", gid="packet-key", linespacing=1.3)
-    handles = [Line2D([0], [0], color=component_color(c), lw=3, label=c.value) for c in used]
+    handles = [Line2D([0], [0], color=component_color(c), lw=3, label=c.label) for c in used]
     if control:
         handles.append(Line2D([0], [0], color="black", lw=1.5, ls="--", label="control plane (dashed)"))
     if stood:
@@ -483,6 +484,10 @@ def chain_services(ruleset, table: str = "nat") -> dict[str, str]:
     return out
 
 
+#: the chain graph's legend entry for a dashed box (a chain met again, drawn above)
+REPEAT_LABEL = "dashed: chain drawn above (↑ above), not expanded again"
+
+
 def plot_chain_graph(ruleset, start: str | tuple[str, str] = "PREROUTING", service: str | None = None, *,
                      table: str = "nat", ax=None, max_nodes: int = 40, title: str | None = None,
                      max_width: float = MAX_WIDTH_IN):
@@ -513,7 +518,7 @@ def plot_chain_graph(ruleset, start: str | tuple[str, str] = "PREROUTING", servi
 
     def side_text(name: str, edge_label: str, repeated: bool) -> str:
         notes = [edge_label] if edge_label else []
-        if repeated and any(a == name for a, _b, _l in edges):
+        if repeated and nodes[name]["kind"] == "chain":     # every dashed box says where it is drawn
             notes.append("↑ above")
         return "  ".join(notes)
 
@@ -537,6 +542,10 @@ def plot_chain_graph(ruleset, start: str | tuple[str, str] = "PREROUTING", servi
     title_h = 0.18 * len(title_lines) + 0.16
     owners_seen: "OrderedDict[str, None]" = OrderedDict((nodes[n]["owner"], None) for _d, n, _l, _r in tree)
     legend_labels = ["rule target (leaf)" if o == "target" else o for o in owners_seen]
+    # dashed means "drawn above" here (in plot_path it means the control plane): say so
+    repeats = any(r and nodes[n]["kind"] == "chain" for _d, n, _l, r in tree)
+    if repeats:
+        legend_labels.append(REPEAT_LABEL)
     # the legend in rows under the title, as many entries a row as fit
     entry_w = [width_of(l) + 0.45 for l in legend_labels]
     rows_of_legend, used_w = 1, 0.0
@@ -608,8 +617,10 @@ def plot_chain_graph(ruleset, start: str | tuple[str, str] = "PREROUTING", servi
                                          shrinkA=0, shrinkB=0, zorder=1, gid=f"edge-{tree[parent][1]}->{name}"))
         stack.append(i)
 
-    handles = [Patch(facecolor=owner_color(o), edgecolor="black", label=l)
+    handles = [Patch(facecolor=owner_color(o), edgecolor="black", label=l, linestyle=":" if o == "target" else "-")
                for o, l in zip(owners_seen, legend_labels)]
+    if repeats:
+        handles.append(Patch(facecolor="white", edgecolor="black", linestyle="--", label=REPEAT_LABEL))
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(margin / W, 1 - (title_h - 0.04) / H),
                ncol=per_row, fontsize=TEXT_PT, frameon=False, handlelength=1.4, columnspacing=1.0,
                borderaxespad=0.0, borderpad=0.1)
@@ -710,18 +721,33 @@ def plot_latency(df, *, ax=None, value: str = "ms", by: str = "way", title: str 
     return fig
 
 
-def plot_components(paths: Mapping[str, Path], *, ax=None, title: str | None = None):
-    """Which component carries which way in: a grid of ways (rows) x components (columns).
+#: plot_components' two groups of columns: the programs a way passes through (processes that accept
+#: or hand on the bytes), then the kernel's hops by whose rules (or routes) it walks.
+_PROGRAMS = (Component.CLIENT, Component.KUBECTL, Component.DOCKER_PROXY, Component.API_SERVER, Component.KUBELET,
+             Component.RUNTIME, Component.INGRESS_CONTROLLER, Component.APP)
+_KERNEL = (Component.ROUTING, Component.DOCKER, Component.KINDNET, Component.KUBE_PROXY, Component.CNI_PORTMAP)
 
-    A filled square means the component has at least one hop on that way (the number inside is how
-    many); dashed outline: the hop is on the control plane. Squares carry ``gid="cell-WAY-COMPONENT"``.
+
+def plot_components(paths: Mapping[str, Path], *, ax=None, title: str | None = None):
+    """What each way in passes through: a grid of ways (rows) x columns, first the programs (client,
+    kubectl, docker-proxy, API server, ..., app), then the kernel's hops by who wrote the rules it
+    walks ("kernel (kube-proxy's rules)", :attr:`Component.label`): kube-proxy and the CNI portmap
+    plugin are in no way's path, their rules are.
+
+    A filled square means the column has at least one hop on that way (the number inside is how
+    many); dashed outline: the hop is on the control plane. Squares carry ``gid="cell-WAY-COMPONENT"``
+    (the component's value, e.g. ``cell-clusterip-kube-proxy``); the group captions
+    ``gid="group-programs"`` and ``gid="group-kernel"``.
     """
     matplotlib, plt = _plt()
     from matplotlib.patches import Rectangle
     ways = [getattr(k, "value", str(k)) for k in paths]
-    comps = [c for c in Component if any(c in p.components for p in paths.values())]
+    used = {c for p in paths.values() for c in p.components}
+    order = list(_PROGRAMS) + list(_KERNEL) + [c for c in Component if c not in _PROGRAMS + _KERNEL]
+    comps = [c for c in order if c in used]
+    n_prog = sum(1 for c in comps if c not in KERNEL_COMPONENTS)
     if ax is None:
-        fig, ax = plt.subplots((min(MAX_WIDTH_IN, 1.05 * len(comps) + 2.6), 0.55 * len(ways) + 2.0))
+        fig, ax = plt.subplots((min(MAX_WIDTH_IN, 1.05 * len(comps) + 2.6), 0.55 * len(ways) + 2.9))
     else:
         fig = ax.figure
     for i, (way, path) in enumerate(zip(ways, paths.values())):
@@ -737,24 +763,37 @@ def plot_components(paths: Mapping[str, Path], *, ax=None, title: str | None = N
                                    gid=f"cell-{way}-{comp.value}"))
             ax.text(j, y, str(len(hops)), ha="center", va="center", color="white", fontsize=9,
                     fontweight="bold")
+    top = len(ways) - 0.4
+    groups = [("programs", "programs (processes on the way)", 0, n_prog),
+              ("kernel", "the kernel", n_prog, len(comps))]
+    for gid, text, a, b in groups:
+        if a >= b:
+            continue
+        ax.plot([a - 0.4, b - 0.6], [top + 0.15, top + 0.15], color="#555555", lw=1.0, solid_capstyle="butt")
+        ax.text((a + b - 1) / 2, top + 0.22, text, ha="center", va="bottom", fontsize=9, color="#333333",
+                gid=f"group-{gid}")
+    if 0 < n_prog < len(comps):
+        ax.axvline(n_prog - 0.5, color="#999999", lw=0.8, ls=":")
     ax.set_xticks(range(len(comps)))
-    ax.set_xticklabels([c.value for c in comps], rotation=35, ha="right", fontsize=9)
+    ax.set_xticklabels([c.label for c in comps], rotation=35, ha="right", fontsize=9)
     ax.set_yticks(range(len(ways)))
     ax.set_yticklabels(list(reversed(ways)), fontsize=9)
     ax.set_xlim(-0.6, len(comps) - 0.4)
-    ax.set_ylim(-0.6, len(ways) - 0.4)
+    ax.set_ylim(-0.6, len(ways) + 0.3)
     ax.set_aspect("equal")
     for side in ("top", "right", "left", "bottom"):
         ax.spines[side].set_visible(False)
     ax.tick_params(length=0)
     predicted = any(p.predicted for p in paths.values())
-    ax.set_title(title or ("Which component carries each way in (hops per component; dashed = control plane)"
-                           + ("\n(model prediction)" if predicted else "")), fontsize=10, loc="left")
+    ax.set_title(title or ("What each way in passes through: programs, and kernel rules by who wrote them\n"
+                           "(hops per column; dashed = control plane)"
+                           + ("  (model prediction)" if predicted else "")), fontsize=10, loc="left")
     fig.tight_layout()
     return fig
 
 
-# The colour of a way: the component that makes it a way (who carries the traffic in).
+# The colour of a way: the component that makes it a way (the program, or whose kernel rules, that
+# brings the traffic in).
 _WAY_COMPONENT = {
     "port-forward": Component.API_SERVER,
     "clusterip": Component.KUBE_PROXY,

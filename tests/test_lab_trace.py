@@ -52,3 +52,19 @@ def test_a_pod_reaching_a_hostport_is_masqueraded(lab):
     assert o.masquerade and any(h.chain == "CNI-HOSTPORT-SETMARK" for h in o.hops)
     (o,) = lab.trace(node["ip"], 80, src="172.18.0.1").outcomes
     assert not o.masquerade
+
+
+def test_trace_frames_name_each_chain_with_its_table_and_print_line_numbers_as_integers(lab):
+    """03's trace table: KUBE-SERVICES exists in nat and in filter, so the chains column says which
+    (``nat:KUBE-SERVICES > … > filter:KUBE-SERVICES``); hops_frame's lineno is an integer column
+    (68, not 68.0), empty for a policy or the routing decision."""
+    svc = lab.get("services").query("name == 'url-shortener'").iloc[0]
+    t = lab.trace(svc["cluster_ip"], 80)
+    chains = t.frame()["chains"].iloc[0].split(" > ")
+    assert chains[:2] == ["nat:PREROUTING", "nat:KUBE-SERVICES"]
+    assert "filter:KUBE-SERVICES" in chains and "KUBE-SERVICES" not in chains
+    assert t.outcomes[0].chains[:2] == ["PREROUTING", "KUBE-SERVICES"]        # the property keeps bare names
+    hops = t.hops_frame(0)
+    assert str(hops["lineno"].dtype) == "Int64"
+    assert hops["lineno"].isna().any() and hops["lineno"].dropna().gt(0).all()
+    assert "68.0" not in hops.to_string() and ".0 " not in hops[["lineno"]].to_string()

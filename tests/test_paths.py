@@ -46,7 +46,9 @@ def test_every_way_builds_and_is_labelled(lab):
         assert p.destination is not None, way
         assert sum(pr for _, pr in p.alternatives) == 1
         df = p.frame()
-        assert list(df["component"]) == [c.value for c in p.components]
+        # the table says who acts: a program, or the kernel walking rules some program wrote
+        assert list(df["component"]) == [c.label for c in p.components]
+        assert not set(df["component"]) & {"kube-proxy", "CNI portmap", "Docker", "kindnet"}, way
 
 
 def test_kernel_evidence_lines_are_rules_of_the_node(lab):
@@ -355,3 +357,16 @@ def test_nftables_mode_paths_carry_the_same_rewrites():
             self.line = line
     assert _randomizes_port(R("snat to 10.0.0.1 random")) and not _randomizes_port(R("snat to 10.0.0.1"))
     assert not _randomizes_port(R("masquerade")) and not _randomizes_port(R("counter accept"))
+
+
+def test_kernel_hops_are_labelled_as_the_kernel_walking_someones_rules(lab):
+    """The course's thesis: kube-proxy and the portmap plugin are not in the path, their rules are."""
+    assert Component.KUBE_PROXY.label == "kernel (kube-proxy's rules)"
+    assert Component.CNI_PORTMAP.label == "kernel (CNI portmap's rules)"
+    assert Component.KUBE_PROXY.value == "kube-proxy" and Component.from_label("kernel (kube-proxy's rules)") \
+        is Component.KUBE_PROXY is Component.from_label("kube-proxy")
+    df = lab.path("nodeport").frame()
+    assert "kernel (kube-proxy's rules)" in set(df["component"])
+    masq = df[df["action"].str.contains("KUBE-POSTROUTING: MARK")]
+    # kube-proxy's --xor-mark 0x4000 (saved as --set-xmark 0x4000/0x0) clears the bit; not "MARK 0x0"
+    assert list(masq["action"].str.contains(r"--set-xmark 0x4000/0x0 \(xor 0x4000\): clears 0x4000")) == [True]

@@ -49,7 +49,11 @@ def test_plot_path_draws_one_box_per_place_and_one_arrow_per_hop(make):
         assert dashed == (hop.plane == "control")
     labels = _legend_labels(fig)
     for comp in dict.fromkeys(path.components):
-        assert comp.value in labels
+        assert comp.label in labels
+    notes = " ".join(t.get_text() for ax in fig.axes for t in ax.texts if (t.get_gid() or "").startswith("note-"))
+    for comp in set(path.components) - {Component.CLIENT}:
+        assert comp.label + ":" in notes
+    assert "CNI portmap:" not in notes and "kube-proxy:" not in notes
     assert ("control plane (dashed)" in labels) == any(h.plane == "control" for h in path.hops)
 
 
@@ -113,6 +117,23 @@ def test_plot_chain_graph_colours_boxes_by_owner():
     assert "kube-proxy" in _legend_labels(fig)
 
 
+def test_chain_graph_legend_says_what_a_dashed_box_is():
+    """Dashed means "drawn above" in a chain graph (and "control plane" in plot_path): the legend
+    says so, and every dashed box is tagged "↑ above" (KUBE-MARK-MASQ too, which jumps nowhere)."""
+    from conftest import course_lab
+    rules = course_lab().iptables()
+    fig = plot.plot_chain_graph(rules, "PREROUTING", service="default/url-shortener-nodeport")
+    assert plot.REPEAT_LABEL in _legend_labels(fig)
+    texts = [t for ax in fig.axes for t in ax.texts]
+    dashed = [t.get_gid() for t in texts if (t.get_gid() or "").startswith("chain-") and t.get_bbox_patch()
+              and t.get_bbox_patch().get_linestyle() == "--"]
+    notes = [t for t in texts if (t.get_gid() or "").startswith("note-")]
+    assert any(g.startswith("chain-KUBE-MARK-MASQ#") for g in dashed)
+    assert len(dashed) == sum("↑ above" in t.get_text() for t in notes)
+    # nothing drawn twice, nothing dashed: no legend entry for it
+    assert plot.REPEAT_LABEL not in _legend_labels(plot.plot_chain_graph(rules, "DOCKER_OUTPUT"))
+
+
 def test_chain_graph_caps_the_number_of_boxes():
     nodes, _ = plot.chain_graph(ruleset(), "PREROUTING", max_nodes=4)
     assert len(nodes) == 4
@@ -161,6 +182,16 @@ def test_plot_components_marks_who_carries_each_way():
     assert "cell-ingress-API server" not in cells
     assert "cell-ingress-CNI portmap" in cells
     assert len(cells) == sum(len(set(p.components)) for p in paths.values())
+    ax = fig.axes[0]
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    # kube-proxy/portmap are not programs on the way: their columns are the kernel's, under "the kernel"
+    assert "kernel (CNI portmap's rules)" in ticks and "CNI portmap" not in ticks
+    groups = {t.get_gid(): t for t in ax.texts if (t.get_gid() or "").startswith("group-")}
+    assert set(groups) == {"group-programs", "group-kernel"}
+    assert ticks.index("kernel (CNI portmap's rules)") > max(ticks.index(c.label) for c in
+                                                             (Component.API_SERVER, Component.APP))
+    title = ax.get_title(loc="left")
+    assert "kernel rules by who wrote them" in title and "carries" not in title
 
 
 def test_figures_save_as_png(tmp_path):

@@ -244,7 +244,7 @@ def test_end_of_user_chain_returns_and_rule_without_target_counts():
     assert o.marked == 0x8
     actions = [h.action for h in o.hops]
     assert actions[:4] == ["jump A", "match (no target: counted, continue)",
-                           "end of chain: return to PREROUTING", "MARK 0x8"]
+                           "end of chain: return to PREROUTING", "MARK --or-mark 0x8: sets 0x8, mark now 0x8"]
 
 
 @pytest.mark.parametrize("options,start,expected", [

@@ -100,6 +100,17 @@ class Outcome:
                 out.append(h.chain)
         return out
 
+    @property
+    def table_chains(self) -> list[str]:
+        """The chains the packet passed as ``table:chain``, in order, without repeats in a row: the
+        same name in two tables (nat's KUBE-SERVICES, then filter's) reads as two different chains."""
+        out: list[str] = []
+        for h in self.hops:
+            name = f"{h.table}:{h.chain}" if h.table else h.chain
+            if h.chain and (not out or out[-1] != name):
+                out.append(name)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict,
@@ -184,7 +195,8 @@ class Trace:
         return {o.destination for o in self.outcomes}
 
     def frame(self):
-        """One row per outcome."""
+        """One row per outcome; ``chains`` names each chain with its table
+        (``nat:PREROUTING > nat:KUBE-SERVICES > … > filter:KUBE-SERVICES``)."""
         import pandas as pd
         rows = []
         for i, o in enumerate(self.outcomes):
@@ -193,21 +205,23 @@ class Trace:
                 "masquerade": o.masquerade, "probability": float(o.probability),
                 "nominal": str(o.nominal), "marked": hex(o.marked),
                 "conditions": "; ".join(o.conditions), "unknown": "; ".join(o.unknown),
-                "chains": " > ".join(o.chains), "hops": len(o.hops),
+                "chains": " > ".join(o.table_chains), "hops": len(o.hops),
             })
         columns = ["outcome", "verdict", "destination", "masquerade", "probability", "nominal",
                    "marked", "conditions", "unknown", "chains", "hops"]
         return pd.DataFrame(rows, columns=columns)
 
     def hops_frame(self, i: int = 0):
-        """The hops of outcome ``i``, one row each."""
+        """The hops of outcome ``i``, one row each; ``lineno`` (the rule's line in the dump) is an
+        integer column that is empty (<NA>) for hops without a rule (a policy, the routing decision)."""
         import pandas as pd
         o = self.outcomes[i]
         rows = [{"hook": h.hook, "table": h.table, "chain": h.chain, "position": h.position,
                  "action": h.action, "rule": h.line,
                  "lineno": h.rule.lineno if h.rule is not None else None} for h in o.hops]
-        return pd.DataFrame(rows, columns=["hook", "table", "chain", "position", "action", "rule",
-                                           "lineno"])
+        df = pd.DataFrame(rows, columns=["hook", "table", "chain", "position", "action", "rule", "lineno"])
+        df["lineno"] = df["lineno"].astype("Int64")
+        return df
 
     def to_dict(self) -> dict[str, Any]:
         p = self.packet

@@ -111,6 +111,30 @@ def _apply_mark(rule: Rule, mark: int) -> int | None:
     return None
 
 
+def _mark_text(rule: Rule, old: int, new: int) -> str:
+    """A MARK hop in the rule's own words, then what it did to the bits, e.g. kube-proxy's
+    KUBE-POSTROUTING ``--xor-mark 0x4000`` (saved as ``--set-xmark 0x4000/0x0``: zero no bits, XOR
+    0x4000 in, iptables-extensions(8) MARK) reads
+    ``"MARK --set-xmark 0x4000/0x0 (xor 0x4000): clears 0x4000, mark now 0x0"``."""
+    opt = next((o for o in rule.target_options if o.name in
+                ("--set-xmark", "--set-mark", "--or-mark", "--xor-mark", "--and-mark")), None)
+    said = f"{opt.name} {opt.value}" if opt is not None else ""
+    if opt is not None and opt.name == "--set-xmark":
+        try:
+            v, m = value_mask(opt.value or "")
+        except ValueError:
+            v, m = None, None
+        if m == 0 and v:
+            said += f" (xor {v:#x})"
+    done = []
+    if new & ~old:
+        done.append(f"sets {new & ~old:#x}")
+    if old & ~new:
+        done.append(f"clears {old & ~new:#x}")
+    effect = (", ".join(done) + f", mark now {new:#x}") if done else f"mark unchanged, {new:#x}"
+    return f"MARK {said}: {effect}" if said else f"MARK: {effect}"
+
+
 class Walker:
     """Walks states to their end; ``done`` collects one unmerged Outcome per path."""
 
@@ -471,8 +495,8 @@ class Walker:
                 hop("MARK (options not understood: mark unchanged)")
                 self._note(st, "unknown: MARK options")
             else:
+                hop(_mark_text(rule, st.mark, new))
                 st.mark = new
-                hop(f"MARK {new:#x}")
             return False
         if t == "CONNMARK":
             names = {o.name for o in rule.target_options}
