@@ -3,6 +3,11 @@
 ``Lab(backend="auto")`` picks a real kind cluster where Docker and kind work and the pure-Python
 model (``sim``) elsewhere, and says which and why. Everything the Lab returns from a model says so:
 ``Response.predicted``, ``Path.predicted`` and ``df.attrs["source"] == "sim model"``.
+
+This module owns :class:`Lab`, its name and root (:func:`validate_name`, :func:`find_root`) and the
+course's manifest paths. The choice of backend and kube-proxy mode lives in
+:mod:`k8slab.backend_choice`, manifests in and ``get()`` tables out in :mod:`k8slab.objects`, the
+``counters()``/``connections()`` watches in :mod:`k8slab.watches`; their names stay importable here.
 """
 from __future__ import annotations
 
@@ -12,37 +17,20 @@ import re
 from pathlib import Path as FsPath
 from typing import Any, Iterable
 
+from . import backend_choice as _choice
+from .backend_choice import (BACKENDS, CLASS_NAMES, CLUSTER_CONFIG, CLUSTER_CONFIGS, FIXES, _available,
+                             choose_proxy_mode, load_backend_class)
 from .backends.base import Backend, NodeInfo, Response
 from .errors import BackendUnavailable, K8sLabError, LabStateError, ManifestError, NotFound
+from .objects import (API_KIND, FRAME_COLUMNS, KIND_ALIASES, _external_ip, _labels, _pod_ready, _ports_text,
+                      load_manifests, object_rows)
 from .progress import Progress
 from .paths import PORT_FORWARD_LOCAL_PORT
+from .watches import ConnectionWatch, CounterWatch
 
-BACKENDS = ("kind", "netns", "sim")
-CLASS_NAMES = {"kind": "KindBackend", "netns": "NetnsBackend", "sim": "SimBackend"}
-FIXES = {
-    "kind": "install Docker and kind (https://kind.sigs.k8s.io/docs/user/quick-start/), start the "
-            "Docker daemon, or use Lab(backend='sim')",
-    "netns": "run as root on Linux with iptables, conntrack, iproute2, nginx and the CNI plugins "
-             "installed (apt-get install -y iptables conntrack nginx-light containernetworking-plugins "
-             "iproute2), or use Lab(backend='sim')",
-    "sim": "the sim backend needs nothing but this package; reinstall k8slab (pip install -e .)",
-}
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 APP = "url-shortener"
 MAX_RESPONSES = 200
-CLUSTER_CONFIG = "kind/cluster.yaml"
-# kube-proxy's mode -> the cluster config Lab.up() uses (Lab(proxy_mode=...) or K8SLAB_PROXY_MODE)
-CLUSTER_CONFIGS = {"iptables": CLUSTER_CONFIG, "nftables": "kind/cluster-nftables.yaml"}
-
-
-def choose_proxy_mode(requested: str | None = None, env: dict | None = None) -> str:
-    """kube-proxy's mode for a new Lab: ``requested``, else K8SLAB_PROXY_MODE, else iptables."""
-    env = os.environ if env is None else env
-    mode = (requested or env.get("K8SLAB_PROXY_MODE") or "iptables").strip().lower()
-    if mode not in CLUSTER_CONFIGS:
-        raise ValueError(f"proxy_mode {mode!r}: choose iptables or nftables (Lab(proxy_mode=...) or "
-                         "K8SLAB_PROXY_MODE)")
-    return mode
 APP_MANIFEST = "kind/manifests/app.yaml"
 INGRESS_CONTROLLER_MANIFEST = "kind/manifests/ingress-nginx.yaml"
 CLIENT_MANIFEST = "kind/manifests/client.yaml"
@@ -77,300 +65,10 @@ def find_root(start: Iterable[FsPath] | None = None) -> FsPath:
                    "inside the checkout or pass Lab(root='/path/to/k8slab')")
 
 
-def load_backend_class(kind: str) -> type[Backend]:
-    """Import ``k8slab.backends.<kind>`` lazily and return its backend class."""
-    if kind not in BACKENDS:
-        raise BackendUnavailable(f"unknown backend {kind!r}: choose one of auto, {', '.join(BACKENDS)}")
-    try:
-        module = importlib.import_module(f"k8slab.backends.{kind}")
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("k8slab.backends"):
-            raise BackendUnavailable(
-                f"the {kind} backend is not part of this installation (k8slab/backends/{kind}.py is "
-                f"missing). Fix: {FIXES[kind]}") from exc
-        raise BackendUnavailable(f"the {kind} backend needs the Python module {exc.name!r}: "
-                                 f"pip install -e . in the project, or {FIXES[kind]}") from exc
-    cls = getattr(module, CLASS_NAMES[kind], None)
-    if cls is None:
-        raise BackendUnavailable(f"k8slab.backends.{kind} has no {CLASS_NAMES[kind]} class; "
-                                 f"reinstall k8slab")
-    return cls
-
-
-def _available(cls) -> tuple[bool, str]:
-    try:
-        ok, why = cls.available()
-    except K8sLabError as exc:
-        return False, str(exc)
-    except Exception as exc:  # a broken probe must not break auto-selection
-        return False, f"{type(exc).__name__}: {exc}"
-    return bool(ok), str(why)
-
-
 def choose_backend(requested: str = "auto", env: dict | None = None) -> tuple[str, str]:
-    """(backend, why) for ``requested``. ``auto`` honours K8SLAB_BACKEND, then prefers kind, then sim."""
-    env = os.environ if env is None else env
-    model = {"sim": " (a model's predictions, not a live cluster)"}
-    if requested != "auto":
-        return requested, f"{requested}: asked for explicitly{model.get(requested, '')}"
-    forced = (env.get("K8SLAB_BACKEND") or "").strip()
-    if forced and forced != "auto":
-        return forced, f"{forced}: set by K8SLAB_BACKEND{model.get(forced, '')}"
-    try:
-        cls = load_backend_class("kind")
-        ok, why = _available(cls)
-    except BackendUnavailable as exc:
-        ok, why = False, str(exc)
-    if ok:
-        return "kind", f"kind: Docker and kind work here ({why})"
-    return "sim", (f"sim: kind is not usable here ({why}); the sim backend predicts what a kind "
-                   "cluster would do, it does not run one")
-
-
-def load_manifests(manifest: Any, root: FsPath | None = None) -> list[dict]:
-    """A path, YAML text, a dict or a list of dicts -> a list of manifest dicts (List kinds flattened)."""
-    import yaml
-    docs: list[Any]
-    if isinstance(manifest, dict):
-        docs = [manifest]
-    elif isinstance(manifest, (list, tuple)):
-        docs = list(manifest)
-    elif isinstance(manifest, (str, os.PathLike)):
-        text = None
-        candidate = str(manifest)
-        if isinstance(manifest, os.PathLike) or ("\n" not in candidate and len(candidate) < 4096):
-            for p in (FsPath(candidate), (root / candidate) if root else None):
-                if p is not None and p.is_file():
-                    text = p.read_text()
-                    break
-            if text is None and (isinstance(manifest, os.PathLike)
-                                 or candidate.endswith((".yaml", ".yml", ".json"))):
-                raise ManifestError(f"manifest file {candidate} does not exist; give a path relative to "
-                                    f"the project root ({root}) or YAML text")
-        if text is None:
-            text = candidate
-        try:
-            docs = [d for d in yaml.safe_load_all(text) if d is not None]
-        except yaml.YAMLError as exc:
-            raise ManifestError(f"manifest is not valid YAML: {exc}") from exc
-    else:
-        raise ManifestError(f"apply() takes a path, YAML text, a dict or a list of dicts, not "
-                            f"{type(manifest).__name__}")
-    out: list[dict] = []
-    for doc in docs:
-        if not isinstance(doc, dict):
-            raise ManifestError(f"a manifest document must be a mapping, got {type(doc).__name__}: {doc!r:.60}")
-        if doc.get("kind", "").endswith("List") and isinstance(doc.get("items"), list):
-            out.extend(load_manifests(doc["items"], root))
-            continue
-        if not doc.get("kind") or not (doc.get("metadata") or {}).get("name"):
-            raise ManifestError(f"manifest without kind or metadata.name: {doc!r:.80}; every object "
-                                "needs both")
-        out.append(doc)
-    return out
-
-
-def _ports_text(service: dict) -> str:
-    parts = []
-    for p in (service.get("spec") or {}).get("ports") or []:
-        proto = p.get("protocol", "TCP")
-        if p.get("nodePort"):
-            parts.append(f"{p.get('port')}:{p['nodePort']}/{proto}")
-        else:
-            parts.append(f"{p.get('port')}/{proto}")
-    return ",".join(parts)
-
-
-def _external_ip(service: dict) -> str:
-    spec = service.get("spec") or {}
-    ips = list(spec.get("externalIPs") or [])
-    for ing in ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
-        ips.append(ing.get("ip") or ing.get("hostname") or "")
-    ips = [i for i in ips if i]
-    if ips:
-        return ",".join(ips)
-    if spec.get("type") == "LoadBalancer":
-        return "<pending>"
-    return "<none>"
-
-
-def _pod_ready(pod: dict) -> bool:
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return str(cond.get("status")) == "True"
-    return False
-
-
-def _labels(obj: dict) -> dict:
-    return (obj.get("metadata") or {}).get("labels") or {}
-
-
-FRAME_COLUMNS = {
-    "nodes": ["name", "role", "ip", "pod_cidr", "runs_as"],
-    "pods": ["namespace", "name", "node", "ip", "ready", "host_ports", "app"],
-    "services": ["namespace", "name", "type", "cluster_ip", "external_ip", "ports"],
-    "endpoints": ["namespace", "service", "port_name", "endpoint", "ready", "node"],
-    "ingresses": ["namespace", "name", "class", "host", "path", "service", "port"],
-    "deployments": ["namespace", "name", "replicas", "ready", "available", "image"],
-}
-KIND_ALIASES = {
-    "node": "nodes", "no": "nodes", "pod": "pods", "po": "pods", "service": "services", "svc": "services",
-    "endpoint": "endpoints", "ep": "endpoints", "endpointslices": "endpoints",
-    "endpointslice": "endpoints", "ingress": "ingresses", "ing": "ingresses",
-    "deployment": "deployments", "deploy": "deployments",
-}
-
-
-def object_rows(kind: str, objects: list[dict], nodes: list[NodeInfo]) -> list[dict]:
-    """API-shaped dicts -> rows of the ``get(kind)`` frame (pure)."""
-    rows: list[dict] = []
-    if kind == "nodes":
-        return [{"name": n.name, "role": n.role, "ip": n.ip, "pod_cidr": n.pod_cidr, "runs_as": n.runs_as}
-                for n in nodes]
-    for obj in objects:
-        meta = obj.get("metadata") or {}
-        spec = obj.get("spec") or {}
-        status = obj.get("status") or {}
-        ns = meta.get("namespace", "default")
-        if kind == "pods":
-            host_ports = [f"{p['hostPort']}->{p.get('containerPort')}/{p.get('protocol', 'TCP')}"
-                          for c in spec.get("containers") or [] for p in c.get("ports") or []
-                          if p.get("hostPort")]
-            labels = _labels(obj)
-            rows.append({"namespace": ns, "name": meta.get("name"), "node": spec.get("nodeName"),
-                         "ip": status.get("podIP"), "ready": _pod_ready(obj),
-                         "host_ports": ",".join(host_ports),
-                         "app": labels.get("app") or labels.get("app.kubernetes.io/name") or ""})
-        elif kind == "services":
-            rows.append({"namespace": ns, "name": meta.get("name"), "type": spec.get("type", "ClusterIP"),
-                         "cluster_ip": spec.get("clusterIP"), "external_ip": _external_ip(obj),
-                         "ports": _ports_text(obj)})
-        elif kind == "endpoints":
-            service = _labels(obj).get("kubernetes.io/service-name", meta.get("name"))
-            for port in obj.get("ports") or [{}]:
-                for ep in obj.get("endpoints") or []:
-                    ready = (ep.get("conditions") or {}).get("ready")
-                    for addr in ep.get("addresses") or []:
-                        rows.append({"namespace": ns, "service": service,
-                                     "port_name": port.get("name") or "",
-                                     "endpoint": f"{addr}:{port.get('port')}",
-                                     "ready": ready is None or bool(ready),
-                                     "node": ep.get("nodeName")})
-        elif kind == "ingresses":
-            cls = spec.get("ingressClassName") or (meta.get("annotations") or {}).get(
-                "kubernetes.io/ingress.class") or ""
-            for rule in spec.get("rules") or [{}]:
-                for p in ((rule.get("http") or {}).get("paths")) or []:
-                    svc = ((p.get("backend") or {}).get("service")) or {}
-                    port = svc.get("port") or {}
-                    rows.append({"namespace": ns, "name": meta.get("name"), "class": cls,
-                                 "host": rule.get("host") or "*", "path": p.get("path", "/"),
-                                 "service": svc.get("name"),
-                                 "port": port.get("number") or port.get("name")})
-            default = (spec.get("defaultBackend") or {}).get("service")
-            if default:
-                port = default.get("port") or {}
-                rows.append({"namespace": ns, "name": meta.get("name"), "class": cls, "host": "*",
-                             "path": "(default backend)", "service": default.get("name"),
-                             "port": port.get("number") or port.get("name")})
-        elif kind == "deployments":
-            images = [c.get("image", "") for c in
-                      ((spec.get("template") or {}).get("spec") or {}).get("containers") or []]
-            rows.append({"namespace": ns, "name": meta.get("name"), "replicas": spec.get("replicas", 1),
-                         "ready": status.get("readyReplicas", 0) or 0,
-                         "available": status.get("availableReplicas", 0) or 0,
-                         "image": ",".join(images)})
-    return rows
-
-
-API_KIND = {"pods": "Pod", "services": "Service", "endpoints": "EndpointSlice", "ingresses": "Ingress",
-            "deployments": "Deployment", "nodes": "Node"}
-
-
-# ---------------------------------------------------------------------------------------------
-
-class CounterWatch:
-    """``with lab.counters() as c: ...`` then ``c.frame``: the rules whose packet counters rose."""
-
-    def __init__(self, lab: "Lab", node: str):
-        self.lab = lab
-        self.node = node
-        self._before = None
-        self.frame = None
-
-    def __enter__(self) -> "CounterWatch":
-        self._before = self.lab._fresh_ruleset(self.node)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        from .counters import counter_delta
-        from .netfilter.owners import owner_of
-        after = self.lab._fresh_ruleset(self.node)
-        self.frame = self.lab._label(counter_delta(self._before, after, owner_of))
-        self.frame.attrs["node"] = self.node
-
-    @property
-    def translations(self):
-        """The moved rules that rewrite an address (DNAT, SNAT, MASQUERADE). On a live node other
-        traffic (kubelet's probes, DNS) also walks the built-in chains while you watch, but it is not
-        translated by your Service's or hostPort's rules: this is the view to compare paths with."""
-        if self.frame is None:
-            raise LabStateError("counters are read when the with-block ends; use them after it")
-        return self.frame[self.frame["target"].isin(["DNAT", "SNAT", "MASQUERADE"])]
-
-    def moved(self, chain_prefix: str) -> bool:
-        """True when a rule of a chain whose name starts with ``chain_prefix`` counted packets."""
-        if self.frame is None:
-            raise LabStateError("counters are read when the with-block ends; call moved() after it")
-        return bool(self.frame["chain"].astype(str).str.startswith(chain_prefix).any())
-
-    def __repr__(self) -> str:
-        if self.frame is None:
-            return f"<counters on {self.node}: watching>"
-        return f"<counters on {self.node}: {len(self.frame)} rules moved>"
-
-
-class ConnectionWatch:
-    """``with lab.connections() as ct: ...`` then ``ct.frame``: the connections the kernel began
-    tracking on the node during the block (one row each: DNAT, SNAT, how the reply is translated
-    back, who the addresses are; see :mod:`k8slab.conntrack`). Two snapshots of ``conntrack -L``,
-    diffed by the original tuple; entries that touch none of the lab's networks (node IPs, pod
-    CIDRs, Service subnet, host gateway, loopback) are left out unless ``only_lab=False``, and
-    counted in ``ct.frame.attrs["left_out"]``. Control-plane connections that start meanwhile stay
-    in, labelled in the ``purpose`` column."""
-
-    def __init__(self, lab: "Lab", node: str, only_lab: bool = True):
-        self.lab = lab
-        self.node = node
-        self.only_lab = only_lab
-        self._before = None
-        self.entries = None
-        self.frame = None
-
-    def __enter__(self) -> "ConnectionWatch":
-        self._before = self.lab.backend.conntrack(self.node)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        from . import conntrack as ct
-        after = self.lab.backend.conntrack(self.node)
-        new = ct.new_entries(self._before, after)
-        cluster, nodes = self.lab._cluster_and_nodes()
-        left_out = 0
-        if self.only_lab:
-            nets = ct.lab_networks(cluster, nodes)
-            kept = [e for e in new if ct.concerns_lab(e, nets)]
-            left_out, new = len(new) - len(kept), kept
-        self.entries = ct.in_path_order(new)
-        self.frame = self.lab._label(ct.connections_frame(self.entries, ct.address_names(cluster, nodes)))
-        self.frame.attrs["node"] = self.node
-        self.frame.attrs["left_out"] = left_out
-
-    def __repr__(self) -> str:
-        if self.frame is None:
-            return f"<connections on {self.node}: watching>"
-        return f"<connections on {self.node}: {len(self.frame)} new>"
-
+    """(backend, why) for ``requested``: :func:`k8slab.backend_choice.choose_backend`, probing kind
+    through this module's :func:`load_backend_class` (the name tests replace)."""
+    return _choice.choose_backend(requested, env, load_class=load_backend_class)
 
 
 class Lab:
