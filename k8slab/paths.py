@@ -411,6 +411,25 @@ def _api_server_endpoint(cluster, cp) -> str:
     return eps[0] if eps else f"{cp.ip}:6443"
 
 
+def _published_api_server(host_rules, api: str) -> tuple[str, int, str] | None:
+    """(listen address, host port, rule line) of the host's published port that leads to the API
+    server ``api`` (ip:6443), read off Docker's DNAT rule for it in the host's rules; None when the
+    host's rules hold none (not visible, e.g. Docker Desktop). kind publishes the control-plane's
+    6443 on ``networking.apiServerAddress`` (default 127.0.0.1) and a random host port
+    (``apiServerPort``; kind docs, configuration.md "API Server"), as ``docker run --publish
+    127.0.0.1:PORT:6443/TCP``, and writes https://127.0.0.1:PORT into the kubeconfig."""
+    if host_rules is None:
+        return None
+    for r in host_rules.iter_rules():
+        to = r.target_option("--to-destination") if r.table == "nat" and r.target == "DNAT" else None
+        dport = r.option("tcp", "--dport") if to is not None else None
+        if to is None or dport is None or to.value != api or not (dport.value or "").isdigit():
+            continue
+        listen = r.destination.value.split("/", 1)[0] if r.destination is not None else "0.0.0.0"
+        return listen, int(dport.value), _strip_counter(r.line) if r.line else ""
+    return None
+
+
 #: The components the netns backend has no process for, and what does their job instead: its relay
 #: (k8slab.backends.nsrelay) accepts on 127.0.0.1:PORT of the host's namespace and dials
 #: 127.0.0.1:PORT inside the pod (port-forward), or the node's IP (docker-proxy). See the docstring
@@ -479,26 +498,44 @@ def _port_forward(*, cluster, rules, host_rules, nodes, namespace, prefer, servi
     pnode = _node_named(nodes, pod.node_name) or cp
     api = _api_server_endpoint(cluster, cp)
     gw = _gateway(cluster)
+    stream = (f"POST /api/v1/namespaces/{namespace}/pods/{pod.name}/portforward",)
+    kubectl_does = f"kubectl accepts on {local}, picked pod {pod.name} for svc/{service}, and carries the bytes " \
+        "in a pods/portforward stream over its own connection to the API server"
     # The packet after each hop: every user-space component accepts the bytes and opens a new
     # connection of its own (../shared/notes/kind-networking-facts.md, "kubectl port-forward").
-    hops = [
-        Hop(1, Component.CLIENT, "host", f"curl http://{local}/", f"127.0.0.1:{LOOPBACK_CLIENT_PORT}", local),
-        Hop(2, Component.KUBECTL, "host", f"kubectl accepts on {local}, picked pod {pod.name} for "
-            f"svc/{service}, and carries the bytes in a pods/portforward stream over its own connection to "
-            f"the API server {api} (kind publishes it on a 127.0.0.1 port of the host)",
-            f"{gw}:{EPHEMERAL_PORT}", api,
-            "control", (f"POST /api/v1/namespaces/{namespace}/pods/{pod.name}/portforward",), NEW_CONNECTION),
-        Hop(3, Component.API_SERVER, f"node {cp.name}", "authorizes pods/portforward and proxies the stream "
+    hops = [Hop(1, Component.CLIENT, "host", f"curl http://{local}/", f"127.0.0.1:{LOOPBACK_CLIENT_PORT}", local)]
+    published = _published_api_server(host_rules, api)
+    if published is not None:
+        # kubectl dials the kubeconfig's https://127.0.0.1:PORT; for a loopback destination Docker's
+        # DNAT is skipped (OUTPUT ! -d 127.0.0.0/8), so docker-proxy accepts and dials the node's :6443
+        # (as for the hostPort/Ingress path, _host_hops).
+        listen, hport, rule = published
+        at = f"{'127.0.0.1' if listen in ('0.0.0.0', '') else listen}:{hport}"
+        hops += [
+            Hop(2, Component.KUBECTL, "host", f"{kubectl_does} at {at}, the port kind published it on (the "
+                "kubeconfig's server)", f"127.0.0.1:{EPHEMERAL_PORT}", at, "control", stream, NEW_CONNECTION),
+            Hop(3, Component.DOCKER_PROXY, "host", f"docker-proxy listens on {listen}:{hport}; for a loopback "
+                f"destination Docker's DNAT is skipped, so docker-proxy accepts and opens a new connection to "
+                f"the API server {api} from the bridge address {gw}", f"{gw}:{EPHEMERAL_PORT}", api, "control",
+                tuple(x for x in (rule, f"docker run --publish {listen}:{hport}:6443/TCP (kind's API server "
+                                        "mapping)") if x), NEW_CONNECTION)]
+    else:
+        hops.append(Hop(2, Component.KUBECTL, "host", f"{kubectl_does} {api} (kind publishes it on a 127.0.0.1 "
+                        "port of the host, through docker-proxy)", f"{gw}:{EPHEMERAL_PORT}", api, "control",
+                        stream, NEW_CONNECTION))
+    n = len(hops)
+    hops += [
+        Hop(n + 1, Component.API_SERVER, f"node {cp.name}", "authorizes pods/portforward and proxies the stream "
             f"over a new connection to the kubelet of the pod's node, {pnode.ip}:10250",
             f"{cp.ip}:{EPHEMERAL_PORT}", f"{pnode.ip}:10250", "control", (f"/portForward/{namespace}/{pod.name}",),
             NEW_CONNECTION),
-        Hop(4, Component.KUBELET, f"node {pnode.name}", "hands the stream to the container runtime (CRI "
+        Hop(n + 2, Component.KUBELET, f"node {pnode.name}", "hands the stream to the container runtime (CRI "
             "PortForward) and proxies it to containerd's streaming server on the node's loopback (a random "
             "port)", f"127.0.0.1:{EPHEMERAL_PORT}", "127.0.0.1:(random)", "control", (), NEW_CONNECTION),
-        Hop(5, Component.RUNTIME, f"node {pnode.name}", f"enters the pod's network namespace and dials "
+        Hop(n + 3, Component.RUNTIME, f"node {pnode.name}", f"enters the pod's network namespace and dials "
             f"127.0.0.1:{cport} there: the packet never leaves the pod", f"127.0.0.1:{EPHEMERAL_PORT}",
             f"127.0.0.1:{cport}", "control", (), NEW_CONNECTION),
-        Hop(6, Component.APP, _pod_place(pod), f"the app accepts on the pod's loopback, 127.0.0.1:{cport} "
+        Hop(n + 4, Component.APP, _pod_place(pod), f"the app accepts on the pod's loopback, 127.0.0.1:{cport} "
             f"(not the pod IP {pod.ip}); it sees the client as 127.0.0.1", f"127.0.0.1:{EPHEMERAL_PORT}",
             f"127.0.0.1:{cport}", "data", ()),
     ]

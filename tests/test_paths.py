@@ -65,15 +65,16 @@ def test_kernel_evidence_lines_are_rules_of_the_node(lab):
 def test_port_forward_is_control_plane_only(lab):
     p = lab.path("port-forward")
     assert p.uses_api_server and not p.uses_kernel_nat
-    assert p.components == [Component.CLIENT, Component.KUBECTL, Component.API_SERVER, Component.KUBELET,
-                            Component.RUNTIME, Component.APP]
-    assert [h.plane for h in p.hops[1:-1]] == ["control"] * 4
+    # kubectl reaches the API server through kind's published 127.0.0.1 port, i.e. docker-proxy
+    assert p.components == [Component.CLIENT, Component.KUBECTL, Component.DOCKER_PROXY, Component.API_SERVER,
+                            Component.KUBELET, Component.RUNTIME, Component.APP]
+    assert [h.plane for h in p.hops[1:-1]] == ["control"] * 5
     model = lab.backend.model()
     first = sorted((q for q in model.selected_pods(model.service("url-shortener")) if q.ready),
                    key=lambda q: q.name)[0]
     assert p.destination == f"{first.ip}:8080"
     assert p.client_seen == "127.0.0.1"
-    assert p.hops[2].dst == f"{model.control_plane.ip}:10250"
+    assert p.hops[3].dst == f"{model.control_plane.ip}:10250"
     assert all("KUBE-" not in e for h in p.hops for e in h.evidence)
 
 
@@ -299,14 +300,14 @@ def test_proxies_open_new_connections(lab):
 def test_port_forward_packets_end_on_the_pods_loopback(lab):
     p = lab.path("port-forward")
     assert [h.rewrote for h in p.hops] == ["", "new connection", "new connection", "new connection",
-                                           "new connection", ""]
+                                           "new connection", "new connection", ""]
     pod_ip = p.destination.split(":")[0]
     assert p.hops[-1].dst == "127.0.0.1:8080" == p.answered_at
     assert p.hops[-1].src.startswith("127.0.0.1:")
     assert "127.0.0.1:8080" in p.headline() and pod_ip not in p.headline()
     model = lab.backend.model()
-    assert p.hops[1].dst == model.endpoints_of("kubernetes")[0]          # the API server, from the model
-    assert p.hops[2].dst == f"{model.control_plane.ip}:10250"
+    assert p.hops[2].dst == model.endpoints_of("kubernetes")[0]          # the API server, from the model
+    assert p.hops[3].dst == f"{model.control_plane.ip}:10250"
 
 
 def _netns_like(lab, runs_as):
@@ -330,7 +331,7 @@ def test_stand_ins_are_marked_where_the_nodes_are_namespaces(lab, way):
     assert any(h.stand_in for h in on_netns.hops) == any(n.startswith("stand-in") for n in on_netns.notes)
     if way == "port-forward":
         assert [h.component for h in on_netns.hops if h.stand_in] == [
-            Component.KUBECTL, Component.API_SERVER, Component.KUBELET, Component.RUNTIME]
+            Component.KUBECTL, Component.DOCKER_PROXY, Component.API_SERVER, Component.KUBELET, Component.RUNTIME]
 
 
 def test_clusterip_path_starts_at_the_course_client_pod_once_it_exists(lab):
@@ -357,6 +358,26 @@ def test_nftables_mode_paths_carry_the_same_rewrites():
             self.line = line
     assert _randomizes_port(R("snat to 10.0.0.1 random")) and not _randomizes_port(R("snat to 10.0.0.1"))
     assert not _randomizes_port(R("masquerade")) and not _randomizes_port(R("counter accept"))
+
+
+def test_port_forward_reaches_the_api_server_through_its_published_port(lab):
+    """kind publishes the API server on 127.0.0.1:<random> (kind docs, configuration "API Server";
+    the kubeconfig's server): kubectl dials that, docker-proxy dials the node's :6443. The published
+    port is read off Docker's DNAT rule in the host's rules."""
+    from k8slab.model.docker import api_server_host_port
+    model = lab.backend.model()
+    p = lab.path("port-forward")
+    hport = api_server_host_port(model)
+    kubectl, proxy = p.hops[1], p.hops[2]
+    assert kubectl.component is Component.KUBECTL and kubectl.dst == f"127.0.0.1:{hport}"
+    assert kubectl.src.startswith("127.0.0.1:")
+    assert proxy.component is Component.DOCKER_PROXY and proxy.place == "host"
+    assert proxy.dst == f"{model.control_plane.ip}:6443" and proxy.src.startswith(f"{model.gateway}:")
+    assert any(f"--dport {hport}" in e and "DNAT" in e for e in proxy.evidence)
+    # without the host's rules (Docker Desktop) the hop cannot be read off: kubectl -> API server, said in words
+    bare = build_path("port-forward", cluster_model=model, node_rules=lab.iptables(), host_rules=None,
+                      nodes=lab.backend.nodes())
+    assert Component.DOCKER_PROXY not in bare.components and "docker-proxy" in bare.hops[1].action
 
 
 def test_kernel_hops_are_labelled_as_the_kernel_walking_someones_rules(lab):
