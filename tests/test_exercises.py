@@ -164,3 +164,84 @@ def test_every_notebook_exercise_cell_is_in_the_bank():
                 assert "answer = ..." in cell.source
                 used.append(m.group(1))
     assert sorted(used) == sorted(BANK)
+
+
+# --- hints that fit the answer given, computed from the lab (issue 13, learner review items 4-11) ---
+
+def test_a_pod_connection_never_passes_kube_mark_masq(labs):
+    """The truth of 03.chains is traced from a pod (the client pod's address), and KUBE-SVC's jump to
+    KUBE-MARK-MASQ carries `! -s <cluster CIDR>`: an answer naming it is wrong, and the hint quotes the
+    lab's own rule. From outside the pod network the same trace does pass it."""
+    lab = labs("03")
+    truth = BANK["03.chains"].expected(lab)
+    assert "KUBE-MARK-MASQ" not in truth and "KUBE-SVC" in truth
+    cluster_ip = exercises._service(lab, "url-shortener")["cluster_ip"]
+    assert "KUBE-MARK-MASQ" in exercises._trace_chains(lab, cluster_ip, 80, src="172.18.0.1")
+    result = check("03.chains", ["KUBE-SERVICES", "KUBE-SVC", "KUBE-MARK-MASQ", "KUBE-SEP"], lab)
+    assert result.ok is False
+    assert "only jumped to for sources outside the pod network" in result.text()
+    assert f"! -s 10.244.0.0/16 -d {cluster_ip}/32" in result.text()
+    assert "picks one endpoint chain" not in result.text()     # the rest of the answer was right
+
+
+def test_a_chain_path_written_as_a_string_is_split_on_arrows(labs):
+    result = check("03.chains", "PREROUTING > KUBE-SERVICES > KUBE-SEP", labs("03"))
+    assert result.ok is False
+    assert "you predicted ['PREROUTING', 'KUBE-SERVICES', 'KUBE-SEP']" in result.text()
+    assert "picks one endpoint chain" in result.text()
+
+
+def test_an_unreadable_probability_answer_gets_the_labs_hint(labs):
+    """Before: hints([], []) spoke of "0 endpoint(s)" while the lab had 3."""
+    result = check("03.probabilities", ["a third", "half", "rest"], labs("03"))
+    assert result.ok is False
+    assert "with 3 endpoints the rules read 1/3, 1/2, then 1" in result.text()
+    assert "0 endpoint" not in result.text()
+
+
+def test_the_mark_hint_follows_the_answer(labs):
+    lab = labs("04")
+    hex_hint = check("04.mark", "4000", lab).text()
+    assert "marks are hex: 0x4000" in hex_hint and "portmap" not in hex_hint
+    assert "CNI portmap plugin's mark" in check("04.mark", "0x2000", lab).text()
+    other = check("04.mark", "0x400", lab).text()
+    assert "portmap" not in other and "KUBE-MARK-MASQ" in other
+
+
+def test_the_replacement_hint_follows_the_answer(labs):
+    text = check("08.replacement", "HTTPRoute", labs("08")).text()
+    assert "HTTPRoute is one object of that API" in text and "ways in" not in text
+    assert "NodePort and LoadBalancer are ways in" in check("08.replacement", "NodePort", labs("08")).text()
+
+
+def test_kubectl_is_not_a_way_in(labs):
+    result = check("07.api_server", {"port-forward", "kubectl"}, labs("07"))
+    assert result.ok is False
+    assert "kubectl is the client that asks for a port-forward, not a way in" in result.text()
+    assert "ingress controller" not in result.text()
+    assert "ingress controller *watches*" in check("07.api_server", {"port-forward", "ingress"}, labs("07")).text()
+
+
+@pytest.mark.parametrize("ex_id,answer,meant", [("00.live", "False", "False"), ("00.live", "no", "False"),
+                                                ("06.kube_svc", "False", "False"), ("06.kube_svc", "yes", "True")])
+def test_a_boolean_written_as_a_string_says_how_to_write_it(ex_id, answer, meant, labs):
+    result = check(ex_id, answer, labs(ex_id[:2]))
+    assert result.ok is False
+    assert f"write the Python value {meant}" in result.text()
+
+
+def test_new_pods_names_the_keys_it_reads(labs):
+    lab = labs("06")
+    assert check("06.new_pods", {"pods": 0, "sockets": 0}, lab).ok
+    unknown = check("06.new_pods", {"a": 0, "b": 0}, lab)
+    assert unknown.ok is False and "use the keys new_pods and new_sockets" in unknown.text()
+    assert "no pod starts" not in unknown.text()
+
+
+def test_an_upstream_address_is_judged_against_the_endpoints(labs):
+    lab = labs("06")
+    ep = exercises._app_endpoints(lab)[0]
+    ip, port = ep.split(":")
+    assert check("06.upstream", ep, lab).ok and check("06.upstream", ip, lab).ok
+    wrong_port = check("06.upstream", f"{ip}:80", lab)
+    assert wrong_port.ok is False and f"the pod's own port ({port})" in wrong_port.text()

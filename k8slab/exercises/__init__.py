@@ -28,11 +28,14 @@ from fractions import Fraction
 from typing import Any, Callable
 
 from .bank import (BANK, BANK_09, _cascade_hints, COMPONENT_SYNONYMS, _EXERCISES, _EXERCISES_09,
-                   expose_nodeport, _MAP_KEY_WORDS, OWNER_SYNONYMS, prepare, SETUP, WAY_SYNONYMS)
-from .checks import (CheckResult, _compare_chains, _compare_counts, Exercise, _h, _IP_PORT, _norm,
-                     ROLE_WORDS, same_address, same_bool, same_hex, same_ip, same_mapping, same_number,
-                     same_sequence, same_set, same_text, _split_address)
-from .readers import (address_roles, APP, app_pods, _app_ruleset_probabilities, client_pod, control_plane,
+                   expose_nodeport, _MAP_KEY_WORDS, OWNER_KEYWORDS, OWNER_SYNONYMS, prepare, SETUP, WAY_SYNONYMS,
+                   WAYS)
+from .checks import (_by_keyword, CheckResult, _chain_names, _compare_chains, _compare_counts, _compare_upstream,
+                     Exercise, _h, _IP_PORT, _norm, ROLE_KEYWORDS, ROLE_WORDS, same_address, same_bool, same_hex,
+                     same_ip, same_mapping, same_number, same_sequence, same_set, same_text, _split_address,
+                     _split_text)
+from .readers import (address_roles, APP, _app_endpoints, app_pods, _app_ruleset_probabilities, client_pod,
+                      control_plane, _mark_masq_rule,
                       controller_pod, COURSE_INGRESS, COURSE_NODEPORT, _first_port, _hostport_destination,
                       INGRESS_NS, _ingress_request, _kube_svc_moved_by_ingress, _listeners_on_cluster_ip,
                       _mark_of, _nat_rules_moved_by_port_forward, _nft_trace, _nft_view, _node_port,

@@ -92,6 +92,19 @@ def _split_address(x) -> tuple[str, str | None]:
     return (m.group(1), m.group(2)) if m else (str(x), None)
 
 
+def _by_keyword(text: str, keywords) -> str | None:
+    """The one canonical word whose pattern appears in ``text`` (already normalised), else None:
+    "the portmap cni plugin" and "portmap (cni)" both name "cni portmap". ``keywords``: (regex,
+    canonical) pairs. Two different canonical words found means the answer is ambiguous: None."""
+    found = {canon for pattern, canon in keywords or () if re.search(pattern, text)}
+    return found.pop() if len(found) == 1 else None
+
+
+def _split_text(x, pattern: str = r"\s*[,;]\s*") -> list[str]:
+    """A list written as one string ("kubectl, API server") into its items; empty items dropped."""
+    return [p for p in re.split(pattern, str(x).strip().strip("[](){}")) if p.strip(" '\"")]
+
+
 # ---------------------------------------------------------------------------------------------
 # Comparators: each returns (ok, message, hints)
 
@@ -106,12 +119,15 @@ def same_number(what: str, hints: Callable[[Any, Any], list[str]] | None = None)
     return compare
 
 
-def same_text(what: str, hints: Callable[[Any, Any], list[str]] | None = None, synonyms=None):
+def same_text(what: str, hints: Callable[[Any, Any], list[str]] | None = None, synonyms=None, keywords=()):
+    """Same words after ``_norm`` and ``synonyms``; ``keywords`` ((regex, canonical) pairs) then name
+    an answer that is a sentence around the word ("the sim backend")."""
     syn = {_norm(k): _norm(v) for k, v in (synonyms or {}).items()}
 
     def canon(x):
         n = _norm(x)
-        return syn.get(n, n)
+        n = syn.get(n, n)
+        return n if n in syn.values() else (_by_keyword(n, keywords) or n)
 
     def compare(answer, truth, lab):
         ok = canon(answer) == canon(truth)
@@ -120,15 +136,32 @@ def same_text(what: str, hints: Callable[[Any, Any], list[str]] | None = None, s
     return compare
 
 
+_BOOL_WORDS = {"true": True, "yes": True, "y": True, "1": True, "false": False, "no": False, "n": False, "0": False}
+
+
 def same_bool(what: str, hints: Callable[[Any, Any], list[str]] | None = None):
+    """True or False (numpy's bools too: a pandas ``.any()`` gives one). A string such as "False" or
+    "no" is refused with a hint that says how to write the Python value it means."""
     def compare(answer, truth, lab):
+        import numpy
+        if isinstance(answer, numpy.bool_):             # a DataFrame's .any() or a comparison gives one
+            answer = bool(answer)
         if not isinstance(answer, bool):
+            meant = _BOOL_WORDS.get(_norm(answer)) if isinstance(answer, (str, int, float)) else None
+            if meant is not None:
+                return False, f"answer True or False for {what}, not {answer!r}", [
+                    f"write the Python value {meant}, without quotes: answer = {meant}"]
             return False, f"answer True or False for {what}, not {answer!r}", (hints(answer, truth) if hints else [])
         ok = answer == bool(truth)
         msg = f"{what}: you predicted {answer}, the lab shows {bool(truth)}"
         return ok, msg, [] if ok else (hints(answer, truth) if hints else [])
     return compare
 
+
+#: Words in a longer answer that name a role ("the ingress-nginx controller pod": controller and pod).
+ROLE_KEYWORDS = ((r"controller|nginx", "controller"), (r"\bpod\b", "pod"), (r"\bnode\b", "node"),
+                 (r"loopback|localhost", "loopback"), (r"\bhost\b|machine|laptop", "host"),
+                 (r"cluster ?ip|\bservice\b", "clusterip"))
 
 ROLE_WORDS = {"node's address": "node", "node address": "node", "the node's ip": "node", "node's ip": "node",
               "ingress-nginx": "controller", "ingress-nginx controller": "controller", "nginx": "controller",
@@ -137,17 +170,21 @@ ROLE_WORDS = {"node's address": "node", "node address": "node", "the node's ip":
 
 
 def same_address(what: str, hints: Callable[[Any, Any, set], list[str]] | None = None):
-    """The answer may be the address itself, with or without the port the lab's answer carries, or a
-    word for its role ("node", "pod", "controller", "127.0.0.1")."""
+    """The answer may be the address itself, with or without a port, or a word for its role ("node",
+    "pod", "controller", "127.0.0.1"), or a phrase whose role words all fit ("the ingress-nginx
+    controller pod"). A port must be the lab's when the lab's answer has one (a DNAT destination);
+    when it has none (a client address: its port is the client's own, any) every port fits."""
     def compare(answer, truth, lab):
         roles = {_norm(r) for r in address_roles(truth, lab)}
         t_ip, t_port = _split_address(truth)
         a_ip, a_port = _split_address(answer)
         if _IP_PORT.match(str(answer).strip()):
-            ok = a_ip in roles and (a_port is None or a_port == t_port)
+            ok = a_ip in roles and (t_port is None or a_port in (None, t_port))
         else:
             word = _norm(answer)
-            ok = ROLE_WORDS.get(word, word) in roles
+            word = ROLE_WORDS.get(word, word)
+            found = {canon for pattern, canon in ROLE_KEYWORDS if re.search(pattern, word)}
+            ok = word in roles or (bool(found) and found <= roles)
         kinds = sorted(r for r in roles if not r[0].isdigit() and not r.startswith(("kind-", APP)))
         shown = f"{truth}" + (f" ({', '.join(kinds)})" if kinds else "")
         msg = f"{what}: you predicted {answer!r}; the lab shows {shown}" if not ok else \
@@ -157,16 +194,20 @@ def same_address(what: str, hints: Callable[[Any, Any, set], list[str]] | None =
 
 
 def same_set(what: str, hints: Callable[[set, set], list[str]] | None = None, synonyms=None,
-             ignore: tuple[str, ...] = ()):
+             ignore: tuple[str, ...] = (), split: str = r"\s*[,;]\s*"):
     """Same members, in any order; ``ignore``: words that may be in the answer or not (say "client",
-    which the path table lists but the question does not ask for)."""
+    which the path table lists but the question does not ask for). A string answer, and each item,
+    is split on ``split`` first ("kubectl, API server"; 09's "ip daddr . meta l4proto . th dport")."""
     syn = {_norm(k): _norm(v) for k, v in (synonyms or {}).items()}
     skip = {_norm(w) for w in ignore}
 
     def canon(items):
-        if isinstance(items, (str, bytes)):
+        if isinstance(items, bytes):
+            items = items.decode()
+        if isinstance(items, str):
             items = [items]
-        out = {syn.get(_norm(getattr(i, "value", i)), _norm(getattr(i, "value", i))) for i in items}
+        words = [w for i in items for w in _split_text(getattr(i, "value", i), split)]
+        out = {syn.get(_norm(w), _norm(w)) for w in words}
         return out - skip
 
     def compare(answer, truth, lab):
@@ -195,9 +236,13 @@ def same_hex(what: str, hints: Callable[[Any, Any], list[str]] | None = None):
     def compare(answer, truth, lab):
         try:
             ok = value(answer) == value(truth)
-        except ValueError:
-            return False, f"expected a mark like 0x4000 for {what}, got {answer!r}", (hints(answer, truth) if hints else [])
+        except (TypeError, ValueError):
+            return False, f"expected a mark like 0x... for {what}, got {answer!r}", (hints(answer, truth) if hints else [])
         msg = f"{what}: you predicted {answer!r}, the rules set {truth}"
+        if not ok and re.fullmatch(r"\d+", str(answer).strip()) and int(str(answer).strip(), 16) == value(truth):
+            digits = str(answer).strip()
+            return False, msg, [f"marks are hex: {truth} ({digits} without 0x is the decimal number {digits}, "
+                                f"which is 0x{int(digits):x})"]
         return ok, msg, [] if ok else (hints(answer, truth) if hints else [])
     return compare
 
@@ -212,13 +257,37 @@ def same_ip(what: str, port: str | None = None, hints: Callable[[Any, Any], list
     return compare
 
 
-def same_sequence(what: str, hints: Callable[[list, list], list[str]] | None = None, tol: float = 1e-3):
+_NO_CONDITION = {"none", "no", "no condition", "no probability", "-", "", "always", "no --probability"}
+
+
+def _probability(x, none_is_one: bool) -> float:
+    """One probability as a learner writes it: 1/3, "1/3", 0.333, "33.3%", Fraction(1, 3); with
+    ``none_is_one`` None or "none" (a rule without --probability always matches) is 1."""
+    if x is None and none_is_one:
+        return 1.0
+    if isinstance(x, str):
+        text = re.sub(r"\s+", "", x)
+        if none_is_one and _norm(x) in _NO_CONDITION:
+            return 1.0
+        if text.endswith("%"):
+            return float(text[:-1]) / 100
+        return float(Fraction(text))
+    return float(x)
+
+
+def same_sequence(what: str, hints: Callable[[list, list], list[str]] | None = None, tol: float = 0.005,
+                  none_is_one: bool = False):
+    """The same numbers in the same order, each within ``tol`` (0.33 and 0.333 both read 1/3; 1/3 and
+    1/2 stay apart). A string answer is split on commas (or spaces). Hints see the lab's truth even
+    when the answer cannot be read, so they speak of the lab as it is."""
     def compare(answer, truth, lab):
-        try:
-            a = [float(Fraction(x)) if isinstance(x, str) else float(x) for x in answer]
-        except (TypeError, ValueError):
-            return False, f"expected a list of numbers for {what}, got {answer!r}", (hints([], []) if hints else [])
         t = [float(x) for x in truth]
+        if isinstance(answer, str):
+            answer = _split_text(answer, r"\s*[,;]\s*" if re.search(r"[,;]", answer) else r"\s+")
+        try:
+            a = [_probability(x, none_is_one) for x in answer]
+        except (TypeError, ValueError, ZeroDivisionError):
+            return False, f"expected a list of numbers for {what}, got {answer!r}", (hints([], t) if hints else [])
         ok = len(a) == len(t) and all(abs(x - y) <= tol for x, y in zip(a, t))
         msg = (f"{what}: you predicted {[round(x, 3) for x in a]}, "
                f"the rules say {[round(x, 3) for x in t]}")
@@ -226,12 +295,14 @@ def same_sequence(what: str, hints: Callable[[list, list], list[str]] | None = N
     return compare
 
 
-def same_mapping(what: str, hints: Callable[[dict, dict], list[str]] | None = None, synonyms=None):
+def same_mapping(what: str, hints: Callable[[dict, dict], list[str]] | None = None, synonyms=None, keywords=()):
+    """Each key's value as the lab's, after ``synonyms`` and ``keywords`` (see :func:`same_text`)."""
     syn = {_norm(k): _norm(v) for k, v in (synonyms or {}).items()}
 
     def canon(x):
         n = _norm(x)
-        return syn.get(n, n)
+        n = syn.get(n, n)
+        return n if n in syn.values() else (_by_keyword(n, keywords) or n)
 
     def compare(answer, truth, lab):
         if not isinstance(answer, dict):
@@ -249,32 +320,123 @@ def _h(*lines):
     return lambda *args: list(lines)
 
 
-def _compare_chains(answer, truth):
+_HASH_SUFFIX = re.compile(r"-(?:[A-Z0-9]{16}|…|\.{2,}|\*|<[^<>]*>|X{3,}|HASH)?$")
+_NOT_ASKED = ("PREROUTING", "OUTPUT", "POSTROUTING", "INPUT", "KUBE-POSTROUTING")
+
+
+def _chain_names(answer) -> list[str]:
+    """Chain names as a learner writes them, hash dropped: "KUBE-SVC-2634EQZ5IBN7U35C", "KUBE-SVC-…",
+    "KUBE-SVC-...", "KUBE-SVC-*", "KUBE-SVC-<hash>" and "KUBE-SVC" are all "KUBE-SVC"; "nat:" (as
+    Trace.frame() prints chains) dropped. A string is a path: "PREROUTING > KUBE-SERVICES > ..."."""
+    if isinstance(answer, bytes):
+        answer = answer.decode()
+    if isinstance(answer, str):
+        text = re.sub(r"<[^<>]*>", "*", answer.strip().strip("[]"))   # "<hash>" before splitting on ">"
+        answer = re.split(r"\s*(?:->|=>|→|>|,|;)\s*|\s+", text)
+    out = []
+    for x in answer:
+        name = re.sub(r"^NAT:", "", str(getattr(x, "value", x)).strip().strip("'\"").upper())
+        name = _HASH_SUFFIX.sub("", name)
+        if re.search(r"[A-Z]", name):
+            out.append(name)
+    return out
+
+
+def _compare_chains(answer, truth, mark_masq_rule: Callable[[], str | None] | str | None = None):
+    """03.chains: the nat chains of the DNAT stage in order; the built-in chains and KUBE-POSTROUTING
+    may be named or not. KUBE-MARK-MASQ counts like any chain: the tracer lists it only when the
+    source is outside the pod network (``mark_masq_rule``: the lab's rule that says so, or a function
+    that reads it, called only for a hint)."""
     try:
-        a = [re.sub(r"-[A-Z0-9]{16}$", "", str(x)).upper() for x in answer]
+        a = _chain_names(answer)
     except TypeError:
         return False, f"expected a list of chain names, got {answer!r}", ["lab.trace(cluster_ip, 80).frame() lists the chains"]
-    t = [x for x in truth if x != "KUBE-MARK-MASQ"]
-    core = [x for x in t if x not in ("PREROUTING", "OUTPUT", "POSTROUTING", "INPUT", "KUBE-POSTROUTING")]
-    a_core = [x for x in a if x not in ("PREROUTING", "OUTPUT", "POSTROUTING", "INPUT", "KUBE-POSTROUTING",
-                                        "KUBE-MARK-MASQ")]
+    t = [str(x) for x in truth]
+    core = [x for x in t if x not in _NOT_ASKED]
+    a_core = [x for x in a if x not in _NOT_ASKED]
     ok = a_core == core
     msg = f"chains: you predicted {a}, the tracer followed {t}"
-    hints = [] if ok else ["KUBE-SERVICES matches the ClusterIP and jumps to the service's KUBE-SVC-…, which picks "
-                           "one endpoint chain KUBE-SEP-…, whose rule does the DNAT",
-                           "lab.trace(cluster_ip, 80).frame() lists every hop"]
+    if ok:
+        return ok, msg, []
+    hints = []
+    if "KUBE-MARK-MASQ" in a_core and "KUBE-MARK-MASQ" not in core:
+        text = mark_masq_rule() if callable(mark_masq_rule) else mark_masq_rule
+        rule = f" (the rule reads `{text}`)" if text else ""
+        hints.append("KUBE-MARK-MASQ is only jumped to for sources outside the pod network" + rule +
+                     ": a connection from a pod never passes it")
+    if [x for x in a_core if x != "KUBE-MARK-MASQ"] != [x for x in core if x != "KUBE-MARK-MASQ"]:
+        hints.append("KUBE-SERVICES matches the ClusterIP and jumps to the service's KUBE-SVC-…, which picks "
+                     "one endpoint chain KUBE-SEP-…, whose rule does the DNAT")
+    hints.append("lab.trace(cluster_ip, 80).frame() lists every hop")
     return ok, msg, hints
 
 
+_COUNT_KEYS = (("new_pods", r"pod"), ("new_sockets", r"socket|listen|port"))
+
+
 def _compare_counts(answer, truth):
+    """06.new_pods: {"new_pods": n, "new_sockets": m}; keys that say pod / socket count as those
+    ({"pods": 0, "sockets": 0}), and a pair (pods, sockets) in the question's order too."""
+    if isinstance(answer, (list, tuple)) and len(answer) == len(_COUNT_KEYS):
+        answer = {key: v for (key, _), v in zip(_COUNT_KEYS, answer)}
     if not isinstance(answer, dict):
         return False, f"expected a dict like {{'new_pods': ..., 'new_sockets': ...}}, got {answer!r}", [
             "compare lab.get('pods') and lab.sockets() before and after lab.apply(...)"]
-    wrong = {k: (answer.get(k), v) for k, v in truth.items() if answer.get(k) != v}
+    read: dict = {}
+    for k, v in answer.items():
+        key = _norm(k)
+        for name, pattern in _COUNT_KEYS:
+            if re.search(pattern, key) and name not in read:
+                read[name] = v
+                break
+    missing = [k for k in truth if k not in read]
+    told = ", ".join(f"{v} {k.replace('new_', '')}" for k, v in truth.items())
+    if missing:
+        return False, f"the answer {answer!r} has no count for {', '.join(missing)}", [
+            "use the keys new_pods and new_sockets: {'new_pods': ..., 'new_sockets': ...}"]
+
+    def same(a, t):
+        try:
+            return float(a) == float(t)
+        except (TypeError, ValueError):
+            return False
+    wrong = {k: (read.get(k), v) for k, v in truth.items() if not same(read.get(k), v)}
     ok = not wrong
-    msg = ("an Ingress added " + ", ".join(f"{v} {k.replace('new_', '')}" for k, v in truth.items()))
+    msg = ("an Ingress added " + told + ("" if ok else "; you predicted " +
+                                         ", ".join(f"{read[k]} {k.replace('new_', '')}" for k in truth)))
     hints = [] if ok else [
         "an Ingress is an API object: it is stored in etcd and read by the controller, which changes its "
         "nginx.conf; no pod starts and no port opens",
         "compare lab.ingress_config() before and after instead"]
     return ok, msg, hints
+
+
+def _compare_upstream(answer, truth, lab, by_word):
+    """06.upstream: a word ("pod ip", "clusterip": ``by_word`` compares those), or a concrete address,
+    right when it is one of the Service's endpoints (pod ip) or its ClusterIP (clusterip), with or
+    without the port the controller dials."""
+    if not _IP_PORT.match(str(answer).strip()):
+        return by_word(answer, truth, lab)
+    from .readers import _app_endpoints, _service
+    a_ip, a_port = _split_address(answer)
+    eps = [_split_address(e) for e in _app_endpoints(lab)]
+    cluster_ip = str(_service(lab, APP)["cluster_ip"])
+    if truth == "pod ip":
+        ok = any(a_ip == ip and a_port in (None, port) for ip, port in eps)
+    elif truth == "clusterip":
+        ok = a_ip == cluster_ip and a_port in (None, "80")
+    else:
+        ok = a_ip == _split_address(truth)[0]
+    shown = ", ".join(f"{ip}:{port}" for ip, port in eps)
+    if ok:
+        return True, f"upstream address: {answer!r} is a {truth} ({APP}'s endpoints: {shown})", []
+    msg = f"upstream address: you predicted {answer!r}; the controller sends to a {truth} ({APP}'s endpoints: {shown})"
+    if any(a_ip == ip for ip, _ in eps):
+        hints = [f"{a_ip} is an endpoint, but the controller dials the pod's own port "
+                 f"({', '.join(sorted({p for _, p in eps if p}))}), not the Service's port"]
+    elif a_ip == cluster_ip:
+        hints = [f"{a_ip} is {APP}'s ClusterIP: compare lab.ingress_routes()' upstreams with lab.get('endpoints')"]
+    else:
+        hints = [f"{a_ip} is not one of {APP}'s endpoints: compare lab.ingress_routes()' upstreams with "
+                 "lab.get('endpoints')"]
+    return False, msg, hints

@@ -150,6 +150,30 @@ def _trace_chains(lab, dst: str, dport: int, src: str | None = None) -> list[str
     return out
 
 
+def _mark_masq_rule(lab) -> str | None:
+    """The condition on the app's KUBE-SVC rule that jumps to KUBE-MARK-MASQ, as the rule prints it
+    ("! -s 10.244.0.0/16 -d 10.96.30.168/32 ... -j KUBE-MARK-MASQ"), or None when there is none."""
+    try:
+        cluster_ip = str(_service(lab, APP)["cluster_ip"])
+        rules = list(lab.iptables().iter_rules())
+    except Exception:          # noqa: BLE001  (a hint only: no lab, no rules, no text)
+        return None
+    for rule in rules:
+        if rule.table == "nat" and rule.chain.startswith("KUBE-SVC-") and rule.target == "KUBE-MARK-MASQ" \
+                and rule.destination is not None and rule.destination.value.split("/")[0] == cluster_ip \
+                and rule.source is not None:
+            src = ("! " if rule.source.negated else "") + f"-s {rule.source.value}"
+            return f"{src} -d {rule.destination.value} ... -j KUBE-MARK-MASQ"
+    return None
+
+
+def _app_endpoints(lab) -> list[str]:
+    """The app Service's endpoints now, as "ip:port" (lab.get('endpoints'))."""
+    eps = lab.get("endpoints")
+    rows = eps[(eps["service"] == APP) & (eps["namespace"] == "default")]
+    return [str(e) for e in rows["endpoint"]]
+
+
 def _whoami_via_port_forward(lab):
     with lab.port_forward(f"svc/{APP}", local_port=18080, remote_port=80) as pf:
         return lab.request(f"http://127.0.0.1:{pf.local_port}/whoami")
