@@ -35,6 +35,10 @@ CONTROL_PLANE_PORTS = {6443: "API server", 10250: "kubelet", 2379: "etcd", 2380:
                        10257: "kube-controller-manager", 10259: "kube-scheduler",
                        10248: "kubelet healthz", 10256: "kube-proxy healthz", 10249: "kube-proxy metrics"}
 DNS_PORT = 53
+#: Control-plane programs whose port is random, recognised by who listens there (``ss -ltnp``):
+#: containerd's CRI streaming server (``stream_server_address = "127.0.0.1"``, ``stream_server_port
+#: = "0"``), which the kubelet proxies every port-forward, exec and attach stream to.
+CONTROL_PLANE_LISTENERS = {"containerd": "container runtime's streaming server"}
 
 COLUMNS = ["proto", "original", "reply", "dnat", "snat", "reply_translated_back", "state",
            "client", "dialled", "answered_by", "server_saw", "purpose"]
@@ -92,6 +96,10 @@ def purpose_of(e: ConntrackEntry, names: Mapping[str, str] | None = None) -> str
     for port in (e.reply_sport, e.dport):
         if port in CONTROL_PLANE_PORTS:
             return f"control plane ({CONTROL_PLANE_PORTS[port]} :{port})"
+    listener = (names or {}).get(_ep(e.reply_src, e.reply_sport), "")     # "ip:port" -> who listens
+    for proc, what in CONTROL_PLANE_LISTENERS.items():
+        if listener.startswith(proc):
+            return f"control plane ({what} :{e.reply_sport})"
     if DNS_PORT in (e.reply_sport, e.dport):
         return "DNS"
     if not e.sport and not e.dport:
@@ -104,8 +112,11 @@ def purpose_of(e: ConntrackEntry, names: Mapping[str, str] | None = None) -> str
     return "other"
 
 
-def address_names(cluster: Any = None, nodes: Iterable[Any] = (), host: str | None = None) -> dict[str, str]:
-    """Who each address of the lab is: ``{ip: "pod default/app-1", ...}``.
+def address_names(cluster: Any = None, nodes: Iterable[Any] = (), host: str | None = None,
+                  listeners: Iterable[Any] = ()) -> dict[str, str]:
+    """Who each address of the lab is: ``{ip: "pod default/app-1", ...}``; ``listeners`` (Sockets
+    from ``ss -ltnp``: ``.local``, ``.process``) add ``{"127.0.0.1:41235": "containerd"}`` entries for
+    the control-plane programs of :data:`CONTROL_PLANE_LISTENERS`, which listen on random ports.
 
     ``cluster`` is a :class:`k8slab.model.Cluster` (pods, services, nodes, gateway); ``nodes`` the
     backend's NodeInfo list (live addresses win). The pod CIDR's first address is the node's end of
@@ -133,6 +144,10 @@ def address_names(cluster: Any = None, nodes: Iterable[Any] = (), host: str | No
         if cip and cip != "None":
             names[cip] = f"ClusterIP of {s.namespace}/{s.name}"
     names.setdefault("127.0.0.1", "loopback (this namespace)")
+    for sock in listeners:
+        proc = getattr(sock, "process", "") or ""
+        if any(proc.startswith(p) for p in CONTROL_PLANE_LISTENERS):
+            names[getattr(sock, "local", "")] = proc
     return names
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import LabStateError
+from .errors import K8sLabError, LabStateError
 
 if TYPE_CHECKING:
     from .lab import Lab
@@ -88,9 +88,23 @@ class ConnectionWatch:
             kept = [e for e in new if ct.concerns_lab(e, nets)]
             left_out, new = len(new) - len(kept), kept
         self.entries = ct.in_path_order(new)
-        self.frame = self.lab._label(ct.connections_frame(self.entries, ct.address_names(cluster, nodes)))
+        listeners = self._listeners(self.entries)
+        self.frame = self.lab._label(ct.connections_frame(self.entries, ct.address_names(
+            cluster, nodes, listeners=listeners)))
         self.frame.attrs["node"] = self.node
         self.frame.attrs["left_out"] = left_out
+
+    def _listeners(self, entries) -> list:
+        """The node's listening sockets, read only when a new connection went to a loopback port
+        that is no well-known one (containerd's streaming server listens on a random port)."""
+        from . import conntrack as ct
+        if self.node == "host" or not any(
+                e.reply_src.startswith("127.") and e.reply_sport not in ct.CONTROL_PLANE_PORTS for e in entries):
+            return []
+        try:
+            return list(self.lab.backend.sockets(self.node))
+        except K8sLabError:        # a label is not worth failing the watch for
+            return []
 
     def __repr__(self) -> str:
         if self.frame is None:

@@ -191,6 +191,53 @@ def test_sim_port_forward_leaves_nothing_on_the_node(sim):
     assert r.ok and c.entries == [] and len(c.frame) == 0
 
 
+def test_sim_port_forward_start_opens_three_control_plane_connections_on_the_node(sim):
+    # client-go's PortForwarder.ForwardPorts dials the API server before it listens; the API server
+    # dials the kubelet (:10250), the kubelet containerd's streaming server (127.0.0.1:<random>):
+    # all when the port-forward starts, none per request (requests are new streams over them).
+    cp = sim.backend.model().control_plane
+    with sim.connections() as start:
+        pf = sim.port_forward("svc/url-shortener", local_port=18124, remote_port=80)
+    try:
+        with sim.connections() as during:
+            assert sim.request(f"http://127.0.0.1:{pf.local_port}/whoami").client == "127.0.0.1"
+    finally:
+        pf.close()
+    stream_port = next(int(s.local.rsplit(":", 1)[1]) for s in sim.backend.sockets(cp.name)
+                       if s.process == "containerd")
+    gw = sim.backend.model().gateway
+    assert [(e.src, e.dst, e.dport, e.state) for e in start.entries] == [
+        (gw, cp.ip, 6443, "ESTABLISHED"), (cp.ip, cp.ip, 10250, "ESTABLISHED"),
+        ("127.0.0.1", "127.0.0.1", stream_port, "ESTABLISHED")]
+    assert list(start.frame["purpose"]) == [
+        "control plane (API server :6443)", "control plane (kubelet :10250)",
+        f"control plane (container runtime's streaming server :{stream_port})"]
+    assert not (start.entries[0].dnat or start.entries[0].snat)      # docker-proxy dialled: no NAT on the node
+    assert during.entries == []                                       # per request: nothing new on the node
+    # closed: the same connections, now TIME_WAIT
+    after = {ct.key_of(e): e.state for e in sim.backend.conntrack(cp.name)}
+    assert all(after[ct.key_of(e)] == "TIME_WAIT" for e in start.entries)
+
+
+def test_sim_port_forward_host_side_goes_through_docker_proxy(sim):
+    from k8slab.model.docker import api_server_host_port
+    m = sim.backend.model()
+    with sim.connections(node="host") as host:
+        with sim.port_forward("svc/url-shortener", local_port=18125, remote_port=80):
+            pass
+    assert [(e.src, e.dst, e.dport) for e in host.entries] == [
+        ("127.0.0.1", "127.0.0.1", api_server_host_port(m)), (m.gateway, m.control_plane.ip, 6443)]
+
+
+def test_purpose_names_the_streaming_server_by_its_listener():
+    e = ConntrackEntry("tcp", "127.0.0.1", "127.0.0.1", 40004, 41235, "127.0.0.1", "127.0.0.1", 41235, 40004,
+                       "ESTABLISHED")
+    assert ct.purpose_of(e, ct.address_names()) == "other"
+    sock = type("S", (), {"local": "127.0.0.1:41235", "process": "containerd"})()
+    names = ct.address_names(listeners=[sock])
+    assert ct.purpose_of(e, names) == "control plane (container runtime's streaming server :41235)"
+
+
 def test_connections_is_read_after_the_block(sim):
     w = sim.connections()
     assert "watching" in repr(w) and w.frame is None

@@ -381,3 +381,14 @@ def test_routes_send_each_local_pod_to_its_veth_and_other_pod_cidrs_to_their_nod
         assert ((routes["dst"] == n["pod_cidr"]) & (routes["via"] == n["ip"])).any()
     local = lab.get("pods").query("node == @nodes.index[0] and ip.str.startswith('10.244.')")
     assert set(local["ip"]) <= set(routes.loc[routes["dev"].str.startswith("veth"), "dst"])
+
+
+def test_embedded_dns_socket_is_the_port_dockers_dnat_sends_to():
+    # one source of truth (model.docker.dns_ports): the socket dockerd listens on is the TCP DNAT target
+    lab = course_lab()
+    rules = lab.iptables().rules
+    dnat = rules[(rules.chain == "DOCKER_OUTPUT") & (rules.target == "DNAT") & (rules.protocol == "tcp")]
+    targets = set(dnat["dnat_to"])
+    socks = lab.sockets()
+    dns = socks[socks.process.str.contains("embedded DNS")]["local"].tolist()
+    assert len(targets) == 1 and dns == sorted(targets) and dns[0].startswith("127.0.0.11:")

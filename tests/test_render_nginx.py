@@ -14,6 +14,7 @@ import pytest
 from conftest import ROOT
 from k8slab import runner
 from k8slab.model import Cluster, nginx_conf
+from k8slab.model.ingress import nginx_error_page
 
 KIND = ROOT / "kind"
 
@@ -43,6 +44,17 @@ def test_conf_shape():
     assert "daemon off;" in conf and "proxy_temp_path /tmp/x/proxy;" in conf
     c.scale("url-shortener", 0)
     assert "return 503;" in nginx_conf(c)
+
+
+def test_unrouted_requests_go_to_the_catch_all_404_server():
+    # nginx.tmpl (controller-v1.15.1): upstream-default-backend is 127.0.0.1:<--default-server-port>,
+    # a server that does `return 404;` (no "default backend - 404" text: that was the defaultbackend image)
+    conf = nginx_conf(course(), listen_port=8081, prefix_dir="/tmp/x")
+    assert "default backend - 404" not in conf
+    assert "upstream upstream-default-backend {\n        server 127.0.0.1:8181;" in conf
+    tail = conf[conf.index("listen 8181 default_server;"):]
+    assert tail.index("return 404;") < tail.index("}")
+    assert "proxy_pass http://upstream-default-backend;" in conf
 
 
 def test_nginx_accepts_conf(tmp_path):
@@ -90,7 +102,8 @@ endpoints: [{{addresses: [127.0.0.1]}}]
 ports: [{{name: http, port: {app_port}, protocol: TCP}}]
 """, (KIND / "manifests" / "ingress.yaml").read_text())
     conf = tmp_path / "nginx.conf"
-    conf.write_text(nginx_conf(c, listen_port=nginx_port, prefix_dir=str(tmp_path), listen_address="127.0.0.1"))
+    conf.write_text(nginx_conf(c, listen_port=nginx_port, prefix_dir=str(tmp_path), listen_address="127.0.0.1",
+                               default_server_port=free_port()))
     (tmp_path / "logs").mkdir()
     app = runner.spawn([sys.executable, str(ROOT / "app" / "server.py"), "--host", "127.0.0.1",
                         "--port", str(app_port)], env={"POD_NAME": "pod-a"})
@@ -109,6 +122,10 @@ ports: [{{name: http, port: {app_port}, protocol: TCP}}]
         with pytest.raises(urllib.error.HTTPError) as exc:
             urllib.request.urlopen(req, timeout=5)
         assert exc.value.code == 404
+        # real nginx is the judge of the default backend's answer: ingress-nginx's catch-all server
+        # (`return 404;`) gives nginx's own page, the one the sim predicts
+        assert exc.value.read().decode() == nginx_error_page(404)
+        assert exc.value.headers["Content-Type"] == "text/html"
     finally:
         runner.stop(ngx)
         runner.stop(app)

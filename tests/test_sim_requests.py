@@ -54,8 +54,41 @@ def test_host_header_picks_the_ingress_rule(lab):
     r = lab.request("http://127.0.0.1:8080/whoami", host=HOST)
     assert r.status == 200 and r.whoami["host"] == HOST
     miss = lab.request("http://localhost:8080/", host="nope.example")
-    assert miss.status == 404 and "default backend" in miss.body
+    assert miss.status == 404
     assert miss.destination == f"{controller_pod(model(lab)).ip}:80"
+
+
+def test_unrouted_request_gets_nginx_own_404_page(lab):
+    # ingress-nginx controller-v1.15.1, no --default-backend-service: nginx.tmpl's catch-all server on
+    # :8181 does `return 404;`, so the body is nginx's built-in page (server_tokens off: "nginx", no
+    # version), byte for byte what real nginx 1.22 sent for the same config in the netns backend.
+    miss = lab.request("http://localhost:8080/", host="nothing.localtest.me")
+    assert miss.status == 404 and miss.body == (
+        "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n"
+        "<center><h1>404 Not Found</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+    assert miss.headers.get("Content-Type") == "text/html"
+    # nginx.tmpl: `more_clear_headers Server;` (server-tokens false): no Server header at all
+    assert "Server" not in miss.headers
+    routed = lab.request("http://localhost:8080/whoami", host=HOST)
+    assert routed.ok and "Server" not in routed.headers       # the app's own is hidden by nginx's proxy
+
+
+def test_ingress_without_endpoints_gets_nginx_503_page(lab):
+    lab.scale("url-shortener", 0)
+    r = lab.request("http://localhost:8080/whoami", host=HOST)
+    assert r.status == 503 and "<title>503 Service Temporarily Unavailable</title>" in r.body
+
+
+def test_controller_pod_listens_where_ingress_nginx_does(lab):
+    # pkg/flags/flags.go defaults + the kind manifest's --validating-webhook=:8443; nginx.tmpl's
+    # status (10246) and stream (10247) servers and the Go profiler (10245) are on 127.0.0.1 only
+    socks = {s.local: s.process for s in lab.backend.sockets(None, pod=controller_pod(model(lab)).name)}
+    assert set(socks) == {"0.0.0.0:80", "0.0.0.0:443", "0.0.0.0:8181", "0.0.0.0:8443", "0.0.0.0:10254",
+                          "127.0.0.1:10245", "127.0.0.1:10246", "127.0.0.1:10247"}
+    assert socks["0.0.0.0:8181"].startswith("nginx") and "profiler" in socks["127.0.0.1:10245"]
+    ctl = controller_pod(model(lab))
+    r = lab.request(f"http://{ctl.ip}:10246/nginx_status", from_="node")
+    assert r.status is None and "refused" in r.error            # bound to the pod's loopback only
 
 
 def test_ingress_round_robins_over_the_endpoints(lab):

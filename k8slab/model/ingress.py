@@ -10,6 +10,14 @@ Precedence, as nginx picks a server and a location: an exact host beats a wildca
 server, ``Exact`` beats ``Prefix`` for the same path and the longest matching prefix wins; ``Prefix``
 matches whole path elements (``/api`` matches ``/api`` and ``/api/x``, not ``/apix``). Nothing
 matching: the default backend, which answers 404.
+
+With no ``--default-backend-service`` (the kind manifest sets none), the controller's own default
+backend is nginx itself: ingress-nginx's ``nginx.tmpl`` (controller-v1.15.1) renders a server
+``listen 8181 default_server`` (``--default-server-port``, pkg/flags/flags.go) whose ``location /``
+does ``return 404;``, and ``upstream-default-backend`` points at ``127.0.0.1:8181``
+(``NGINXController.DefaultEndpoint``, internal/ingress/controller/nginx.go). A request no Ingress
+routes therefore gets nginx's built-in 404 page (:func:`nginx_error_page`), not the text
+"default backend - 404", which came from the separate ``defaultbackend`` image.
 """
 from __future__ import annotations
 
@@ -23,6 +31,52 @@ if TYPE_CHECKING:  # pragma: no cover
 
 SERVICE_UPSTREAM = "nginx.ingress.kubernetes.io/service-upstream"
 CONTROLLER = "k8s.io/ingress-nginx"
+
+#: ``--default-server-port`` (pkg/flags/flags.go, controller-v1.15.1): the catch-all 404 server.
+DEFAULT_SERVER_PORT = 8181
+
+#: nginx's reason phrases for the built-in pages the model can produce (ngx_http_special_response.c).
+_REASONS = {404: "Not Found", 502: "Bad Gateway", 503: "Service Temporarily Unavailable",
+            504: "Gateway Time-out"}
+
+
+def nginx_error_page(status: int) -> str:
+    """The body nginx sends for ``return <status>;`` with no text: its built-in page
+    (``ngx_http_error_<status>_page`` + ``ngx_http_error_tail`` in ngx_http_special_response.c,
+    CRLF line ends). ingress-nginx renders ``server_tokens off`` (config ``server-tokens``,
+    default false in internal/ingress/controller/config/config.go), so the tail says ``nginx``
+    without a version."""
+    title = f"{status} {_REASONS[status]}"
+    lines = ["<html>", f"<head><title>{title}</title></head>", "<body>",
+             f"<center><h1>{title}</h1></center>", "<hr><center>nginx</center>", "</body>", "</html>"]
+    return "".join(line + "\r\n" for line in lines)
+
+
+def controller_sockets() -> list[tuple[str, str]]:
+    """(local address, process) of every TCP listener in the ingress-nginx controller pod that the
+    kind manifest (controller-v1.15.1) starts, from the controller's flag defaults
+    (pkg/flags/flags.go) and nginx.tmpl:
+
+    * nginx: ``--http-port`` 80 and ``--https-port`` 443 (the Ingress servers), and the catch-all
+      404 server on ``--default-server-port`` 8181, all on every address; the status server
+      (``/healthz``, ``/nginx_status``, ``/configuration``) on ``127.0.0.1:`` ``--status-port``
+      10246, and the stream block's Lua configuration socket on ``127.0.0.1:`` ``--stream-port``
+      10247;
+    * the Go controller (``/nginx-ingress-controller``): the admission webhook
+      (``--validating-webhook=:8443`` in the kind manifest), health and metrics on
+      ``--healthz-port`` 10254 (``--healthz-host`` empty: every address), and the Go profiler on
+      ``--profiler-address`` 127.0.0.1 : ``--profiler-port`` 10245 (``--profiling`` defaults to true).
+
+    Left out: ``--ssl-passthrough-proxy-port`` 442 (only with ``--enable-ssl-passthrough``), the
+    internal syslog listener 127.0.0.1:11514 (only in the chroot image), and the ``[::]`` twins of
+    the wildcard listeners that ``ss`` also shows when the pod has IPv6 (the model lists IPv4)."""
+    return [("0.0.0.0:80", "nginx"), ("0.0.0.0:443", "nginx"),
+            (f"0.0.0.0:{DEFAULT_SERVER_PORT}", "nginx (default server: 404)"),
+            ("127.0.0.1:10246", "nginx (status: healthz, nginx_status, configuration)"),
+            ("127.0.0.1:10247", "nginx (stream: Lua TCP/UDP configuration)"),
+            ("0.0.0.0:8443", "nginx-ingress-controller (admission webhook)"),
+            ("0.0.0.0:10254", "nginx-ingress-controller (health, metrics)"),
+            ("127.0.0.1:10245", "nginx-ingress-controller (Go profiler)")]
 
 
 @dataclass(frozen=True)
@@ -102,7 +156,8 @@ def _path_matches(route: Route, path: str) -> bool:
 
 
 def match_route(routes: list[Route], host: str, path: str = "/") -> Route | None:
-    """The route ingress-nginx picks for ``Host: host`` and ``path`` (None: default backend, 404)."""
+    """The route ingress-nginx picks for ``Host: host`` and ``path`` (None: the controller's default
+    backend, nginx's 404 page from its catch-all server on :data:`DEFAULT_SERVER_PORT`)."""
     host = host.split(":", 1)[0].lower()
     path = path.split("?", 1)[0] or "/"
     rule_routes = [r for r in routes if not r.default]
@@ -131,7 +186,8 @@ def match_route(routes: list[Route], host: str, path: str = "/") -> Route | None
 
 def nginx_conf(cluster: "Cluster", *, listen_port: int = 80, prefix_dir: str = "/tmp/k8slab-nginx",
                pid_path: str | None = None, error_log: str | None = None, access_log: str | None = None,
-               ingress_class: str = "nginx", listen_address: str | None = None) -> str:
+               ingress_class: str = "nginx", listen_address: str | None = None,
+               default_server_port: int = DEFAULT_SERVER_PORT) -> str:
     """A complete minimal nginx.conf doing what ingress-nginx's would for these Ingresses.
 
     Runs unprivileged (every temp path under ``prefix_dir``), in the foreground (``daemon off``), with
@@ -142,6 +198,8 @@ def nginx_conf(cluster: "Cluster", *, listen_port: int = 80, prefix_dir: str = "
     error_log = error_log or f"{prefix_dir}/error.log"
     access_log = access_log or f"{prefix_dir}/access.log"
     listen = f"{listen_address}:{listen_port}" if listen_address else str(listen_port)
+    default_listen = f"{listen_address}:{default_server_port}" if listen_address else str(default_server_port)
+    default_upstream = f"{listen_address or '127.0.0.1'}:{default_server_port}"
     L: list[str] = [
         "# Generated by k8slab.model.nginx_conf: what ingress-nginx would serve for the cluster's Ingresses.",
         "daemon off;", "worker_processes 1;", f"pid {pid_path};", f"error_log {error_log} notice;", "",
@@ -162,6 +220,9 @@ def nginx_conf(cluster: "Cluster", *, listen_port: int = 80, prefix_dir: str = "
         L.append(f"    upstream {name} {{")
         L.extend(f"        server {ep};" for ep in upstreams[name])
         L.append("    }")
+    # ingress-nginx's upstream-default-backend with no --default-backend-service: its own
+    # catch-all server below (NGINXController.DefaultEndpoint: 127.0.0.1:<default-server-port>)
+    L += ["    upstream upstream-default-backend {", f"        server {default_upstream};", "    }"]
     L += ["", "    # the default server: no Ingress host matched (ingress-nginx's default backend answers 404)",
           "    server {", f"        listen {listen} default_server;", "        server_name _;"]
     def default_for(host: str) -> Route | None:
@@ -174,6 +235,11 @@ def nginx_conf(cluster: "Cluster", *, listen_port: int = 80, prefix_dir: str = "
         L += ["", "    server {", f"        listen {listen};", f"        server_name {host};"]
         L += _locations([r for r in routes if r.host == host and not r.default], default_for(host))
         L.append("    }")
+    # nginx.tmpl: "backend for when default-backend-service is not configured or it does not have
+    # endpoints": nginx's built-in 404 page (see nginx_error_page)
+    L += ["", "    # ingress-nginx's catch-all server (--default-server-port): the default backend's 404",
+          "    server {", f"        listen {default_listen} default_server;", "        access_log off;",
+          "        location / {", "            return 404;", "        }", "    }"]
     L.append("}")
     return "\n".join(L) + "\n"
 
@@ -216,6 +282,7 @@ def _locations(routes: list[Route], default: Route | None) -> list[str]:
         if default is not None:
             out += ["        location / {"] + _proxy(default) + ["        }"]
         else:
-            out += ["        location / {", "            default_type text/plain;",
-                    "            return 404 \"default backend - 404\\n\";", "        }"]
+            # ingress-nginx gives every server a root location on the default backend
+            out += ["        location / {", "            # no Ingress path matched: the controller's default backend",
+                    "            proxy_pass http://upstream-default-backend;", "        }"]
     return out

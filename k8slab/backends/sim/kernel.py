@@ -38,6 +38,72 @@ def _track(b: "SimBackend", where: str, src, sport, dst, dport, rsrc, rsport, rd
         "tcp", src, dst, sport, dport, rsrc, rdst, rsport, rdport, "TIME_WAIT"))
 
 
+def containerd_stream_port(b: "SimBackend", node) -> int:
+    """The port containerd's CRI streaming server listens on, on the node's loopback: containerd's
+    defaults ``stream_server_address = "127.0.0.1"``, ``stream_server_port = "0"`` (a random port,
+    seeded here; kind's containerd config does not set them)."""
+    return _stable_port(b.seed, node.name, "containerd")
+
+
+def track_port_forward(b: "SimBackend", pod) -> list[tuple[str, ConntrackEntry]]:
+    """The connections one ``kubectl port-forward`` opens when it starts, in the tables that see
+    them, ESTABLISHED while it runs (returned as (table, entry) so closing can age them):
+
+    1. kubectl dials the API server at kind's published ``127.0.0.1:<port>`` (the kubeconfig's
+       server) and upgrades that connection for ``pods/portforward``: a new connection, because an
+       upgraded stream cannot share a pooled one. client-go tools/portforward/portforward.go
+       ``ForwardPorts`` dials (``pf.dialer.Dial``) *before* it listens, so this happens at start,
+       not per request. On the host: 127.0.0.1:p -> 127.0.0.1:<port> (loopback, no NAT: Docker's
+       OUTPUT DNAT skips 127/8) to docker-proxy, which opens gateway:p' -> <control-plane>:6443; the
+       node's table gets that second connection (purpose: API server :6443).
+    2. The API server proxies the upgrade to the kubelet of the pod's node
+       (``/portForward/<ns>/<pod>`` on :10250; apimachinery's UpgradeAwareHandler dials a new backend
+       connection per upgrade; kubeadm's ``--kubelet-preferred-address-types=InternalIP,...``):
+       <control-plane IP>:p -> <node IP>:10250, in the control plane's table and, when the pod runs
+       on a worker, in the worker's too.
+    3. The kubelet asks the runtime for a streaming URL (CRI ``PortForward`` over containerd's unix
+       socket: no conntrack entry) and proxies the stream to it (kubelet server.go ``getPortForward``
+       -> ``proxyStream``): 127.0.0.1:p -> 127.0.0.1:<containerd stream port> in the pod's node's
+       table.
+    4. Each connection kubectl then accepts becomes new streams over these same connections, and
+       containerd dials ``localhost:<port>`` inside the *pod's* namespace (its own conntrack table):
+       nothing new in any node's table per request.
+    """
+    from ...model.docker import api_server_host_port
+    c = b._need()
+    cp = c.control_plane
+    node = b._node(pod.node_name)
+    gw = c.gateway
+    made: list[tuple[str, ConntrackEntry]] = []
+
+    def est(where: str, src: str, sport: int, dst: str, dport: int) -> None:
+        e = ConntrackEntry("tcp", src, dst, sport, dport, dst, src, dport, sport, "ESTABLISHED")
+        b._conntrack.setdefault(where, []).append(e)
+        made.append((where, e))
+
+    api_port = api_server_host_port(c)
+    est(HOST, "127.0.0.1", _next_sport(b), "127.0.0.1", api_port)          # kubectl -> docker-proxy
+    p = _next_sport(b)
+    est(HOST, gw, p, cp.ip, 6443)                                          # docker-proxy -> API server
+    est(cp.name, gw, p, cp.ip, 6443)
+    p = _next_sport(b)
+    est(cp.name, cp.ip, p, node.ip, 10250)                                 # API server -> kubelet
+    if node.name != cp.name:
+        est(node.name, cp.ip, p, node.ip, 10250)
+    est(node.name, "127.0.0.1", _next_sport(b), "127.0.0.1", containerd_stream_port(b, node))
+    return made
+
+
+def close_port_forward(b: "SimBackend", made: list[tuple[str, ConntrackEntry]]) -> None:
+    """kubectl stopped: its connections close, and the kernel keeps each entry in TIME_WAIT."""
+    from dataclasses import replace
+    for where, e in made:
+        table = b._conntrack.get(where, [])
+        for i, x in enumerate(table):
+            if x is e:
+                table[i] = replace(e, state="TIME_WAIT")
+
+
 def routes(b: "SimBackend", node: str) -> list[Route]:
     """The routing table kind's node would have (modelled): Docker's network on eth0, kindnet's
     route to every other node's pod CIDR via that node, and ptp's /32 route per local pod."""
@@ -60,14 +126,16 @@ def sockets(b: "SimBackend", node: str, pod: str | None = None) -> list[Socket]:
         return b._pod_sockets(p)
     out = [Socket("tcp", "0.0.0.0:10250", "kubelet"), Socket("tcp", "127.0.0.1:10248", "kubelet"),
            Socket("tcp", "127.0.0.1:10249", "kube-proxy"), Socket("tcp", "0.0.0.0:10256", "kube-proxy"),
-           Socket("tcp", f"127.0.0.1:{_stable_port(b.seed, n.name, 'containerd')}", "containerd")]
+           Socket("tcp", f"127.0.0.1:{containerd_stream_port(b, n)}", "containerd")]
     if n.role == "control-plane":
         out += [Socket("tcp", "0.0.0.0:6443", "kube-apiserver"),
                 Socket("tcp", "127.0.0.1:2379", "etcd"), Socket("tcp", f"{n.ip}:2379", "etcd"),
                 Socket("tcp", f"{n.ip}:2380", "etcd"), Socket("tcp", "127.0.0.1:2381", "etcd"),
                 Socket("tcp", "127.0.0.1:10257", "kube-controller-manager"),
                 Socket("tcp", "127.0.0.1:10259", "kube-scheduler")]
-    out.append(Socket("tcp", f"127.0.0.11:{_stable_port(b.seed, n.name, 'dns')}", "dockerd (embedded DNS)"))
+    # the same port Docker's DNAT rule sends DNS over TCP to (model.docker: one source for both)
+    from ...model.docker import dns_ports
+    out.append(Socket("tcp", f"127.0.0.11:{dns_ports(c, n)[0]}", "dockerd (embedded DNS)"))
     # No socket for any ClusterIP or NodePort: kube-proxy (iptables mode) only writes rules, and a
     # hostPort is a DNAT rule too; the ingress controller listens inside its own pod.
     del c
@@ -79,10 +147,8 @@ def _pod_sockets(b: "SimBackend", p) -> list[Socket]:
         return b.sockets(p.node_name)
     out: list[Socket] = []
     if p is controller_pod(b._need()):
-        out += [Socket("tcp", "0.0.0.0:80", "nginx"), Socket("tcp", "0.0.0.0:443", "nginx"),
-                Socket("tcp", "0.0.0.0:8443", "nginx-ingress-controller (admission webhook)"),
-                Socket("tcp", "0.0.0.0:10254", "nginx-ingress-controller (health, metrics)")]
-        return out
+        from ...model.ingress import controller_sockets
+        return [Socket("tcp", local, proc) for local, proc in controller_sockets()]
     proc = _process_of(p)
     for cp in p.container_ports():
         if cp.protocol.upper() == "TCP":

@@ -36,6 +36,7 @@ class SimPortForward(PortForward):
         self.namespace = namespace
         self.predicted = True
         self._open = True
+        self._tracked: list = []       # the control-plane connections it opened (kernel.track_port_forward)
 
     @property
     def alive(self) -> bool:
@@ -46,6 +47,8 @@ class SimPortForward(PortForward):
             self._open = False
             if self.backend._forwards.get(self.local_port) is self:
                 del self.backend._forwards[self.local_port]
+            from .kernel import close_port_forward
+            close_port_forward(self.backend, self._tracked)
 
     def __repr__(self) -> str:
         state = "open" if self.alive else "closed"
@@ -68,6 +71,8 @@ def port_forward(b: "SimBackend", target: str, local_port: int, remote_port: int
     pod, cport = b.resolve_target(target, remote_port, namespace)
     pf = SimPortForward(b, target, local_port, remote_port, pod, cport, namespace)
     b._forwards[local_port] = pf
+    from .kernel import track_port_forward
+    pf._tracked = track_port_forward(b, pod)
     b.progress.step(f"predicted: kubectl port-forward {target} {local_port}:{remote_port} -> pod "
                        f"{pod.name}:{cport}")
     del c

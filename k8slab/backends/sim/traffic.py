@@ -235,7 +235,9 @@ def _local(b: "SimBackend", node, ip: str, port: int) -> Response:
 def _deliver_pod(b: "SimBackend", pod, client_ip: str, client_port: int, port: int, http: _Http) -> Response:
     c = b._need()
     dest = f"{pod.ip}:{port}"
-    listening = {int(s.local.rsplit(":", 1)[1]) for s in b._pod_sockets(pod)}
+    # a socket bound to 127.0.0.1 (the controller's status ports) is not reachable on the pod IP
+    listening = {int(s.local.rsplit(":", 1)[1]) for s in b._pod_sockets(pod)
+                 if s.local.rsplit(":", 1)[0] in ("0.0.0.0", pod.ip, client_ip if client_ip.startswith("127.") else "")}
     if port not in listening:
         return _error(f"connection refused: nothing listens on {dest} in pod {pod.name}", destination=dest)
     if pod is controller_pod(c) and port == 80:
@@ -249,14 +251,20 @@ def _deliver_pod(b: "SimBackend", pod, client_ip: str, client_port: int, port: i
 def _ingress(b: "SimBackend", ctrl, client_ip: str, client_port: int, http: _Http) -> Response:
     """ingress-nginx: match host and path, then dial an endpoint (pod IP) directly."""
     from ...model import ingress_routes, match_route
+    from ...model.ingress import nginx_error_page
     c = b._need()
     route = match_route(ingress_routes(c), http.host, http.path)
-    head = {"Server": "nginx"}
+    # ingress-nginx's nginx.tmpl (controller-v1.15.1) renders ``server_tokens off;`` and
+    # ``more_clear_headers Server;`` (config server-tokens: false by default): its answers carry no
+    # Server header, and nginx's proxy drops the upstream's own (proxy_hide_header's defaults).
+    # No Ingress matched: the default backend, nginx's catch-all server on 127.0.0.1:8181, answers
+    # with nginx's built-in 404 page (``return 404;``); an Ingress whose Service has no endpoints:
+    # the Lua balancer's 503 (balancer.lua: ngx.HTTP_SERVICE_UNAVAILABLE), nginx's 503 page.
+    page = {"Content-Type": "text/html"}
     if route is None:
-        return Response("", 404, "default backend - 404\n", dict(head), destination=f"{ctrl.ip}:80")
+        return Response("", 404, nginx_error_page(404), dict(page), destination=f"{ctrl.ip}:80")
     if not route.upstreams:
-        return Response("", 503, "503 Service Temporarily Unavailable\n", dict(head),
-                        destination=f"{ctrl.ip}:80")
+        return Response("", 503, nginx_error_page(503), dict(page), destination=f"{ctrl.ip}:80")
     n = b._rr.get(route.upstream_name, 0)
     b._rr[route.upstream_name] = n + 1
     upstream = route.upstreams[n % len(route.upstreams)]
@@ -271,7 +279,7 @@ def _ingress(b: "SimBackend", ctrl, client_ip: str, client_port: int, http: _Htt
                "Accept": http.headers.get("Accept", "*/*")}
     fwd = _Http(host=hostname, path=http.path, xff=client_ip, counted=http.counted, headers=headers)
     resp = _enter(b, ctrl.node_name, ctrl.ip, b._next_sport(), uip, uport, _veth(ctrl), fwd)
-    resp.headers = {**head, **resp.headers}
+    resp.headers = {k: v for k, v in resp.headers.items() if k.lower() not in ("server", "date")}
     return resp
 
 
