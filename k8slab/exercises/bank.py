@@ -233,8 +233,10 @@ _EXERCISES = [
                  "look at the KUBE-POSTROUTING and KUBE-MARK-MASQ counters in the counters cell, and at "
                  "lab.routes(): the pod's route names the link"]),
              equivalents=("_nodeport_client(lab)", "'the node'", "\"node's address\"", "'Node'",
-                          "_nodeport_client(lab).split(':')[0] + ':32237'", "'the kind node'"),
-             wrongs=("'host'", "'pod'", "'127.0.0.1'", "'127.0.0.1:32237'", "'my machine'")),
+                          "_nodeport_client(lab).split(':')[0] + ':32237'", "'the kind node'",
+                          "\"the node's end of the pod's link\"", "\"the node's address on the pod network\""),
+             wrongs=("'host'", "'pod'", "'127.0.0.1'", "'127.0.0.1:32237'", "'my machine'", "'a pod on the node'",
+                     "\"the pod's address\"")),
     # 05 ingress controller
     Exercise("05.external_ip", "What EXTERNAL-IP does the ingress-nginx-controller Service show on kind?",
              '"<pending>"', '"172.18.0.2"',

@@ -163,6 +163,21 @@ ROLE_KEYWORDS = ((r"controller|nginx", "controller"), (r"\bpod\b", "pod"), (r"\b
                  (r"loopback|localhost", "loopback"), (r"\bhost\b|machine|laptop", "host"),
                  (r"cluster ?ip|\bservice\b", "clusterip"))
 
+
+
+def _phrase_fits(phrase: str, roles: set[str]) -> bool:
+    """A phrase names the address when every role word in it fits ("the ingress-nginx controller pod"),
+    or when its first role word fits and owns the rest ("the node's end of the pod's link")."""
+    found = sorted((m.start(), m.end(), canon) for pattern, canon in ROLE_KEYWORDS
+                   for m in [re.search(pattern, phrase)] if m)
+    if not found:
+        return False
+    if {canon for _, _, canon in found} <= roles:
+        return True
+    _, end, first = found[0]
+    return first in roles and phrase[end:end + 2] in ("'s", "s'", "’s")
+
+
 ROLE_WORDS = {"node's address": "node", "node address": "node", "the node's ip": "node", "node's ip": "node",
               "ingress-nginx": "controller", "ingress-nginx controller": "controller", "nginx": "controller",
               "controller pod": "controller", "ingress controller pod": "controller", "loopback address": "loopback",
@@ -183,8 +198,7 @@ def same_address(what: str, hints: Callable[[Any, Any, set], list[str]] | None =
         else:
             word = _norm(answer)
             word = ROLE_WORDS.get(word, word)
-            found = {canon for pattern, canon in ROLE_KEYWORDS if re.search(pattern, word)}
-            ok = word in roles or (bool(found) and found <= roles)
+            ok = word in roles or _phrase_fits(word, roles)
         kinds = sorted(r for r in roles if not r[0].isdigit() and not r.startswith(("kind-", APP)))
         shown = f"{truth}" + (f" ({', '.join(kinds)})" if kinds else "")
         msg = f"{what}: you predicted {answer!r}; the lab shows {shown}" if not ok else \
