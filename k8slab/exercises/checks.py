@@ -2,8 +2,9 @@
 
 Owns :class:`Exercise` (question, solution, truth function, comparator), :class:`CheckResult` (the
 answer a notebook shows), the comparators (``same_number``, ``same_text``, ``same_address``,
-``same_set``, ...: each returns ``(ok, message, hints)``), the hint helper ``_h`` and the two
-one-exercise comparators ``_compare_chains`` and ``_compare_counts``. The verbs that run a check
+``same_set``, ...: each returns ``(ok, message, hints)``), the hint helper ``_h``, the readers of
+answers written in words (``_by_keyword``, ``_split_text``, ``_phrase_fits``, ``_chain_names``) and
+the one-exercise comparators ``_compare_chains``, ``_compare_counts`` and ``_compare_upstream``. The verbs that run a check
 (:func:`k8slab.exercises.check`, ``solution``, ``evaluate``) are in the package's ``__init__``.
 """
 from __future__ import annotations
