@@ -229,6 +229,21 @@ def test_sim_port_forward_host_side_goes_through_docker_proxy(sim):
         ("127.0.0.1", "127.0.0.1", api_server_host_port(m)), (m.gateway, m.control_plane.ip, 6443)]
 
 
+def test_sim_port_forward_to_a_worker_pod_dials_that_workers_kubelet():
+    # the API server runs on the control plane; the kubelet and containerd of the pod's node
+    lab = course_lab(config="kind/cluster-multinode.yaml")
+    m = lab.backend.model()
+    cp = m.control_plane
+    pod = next(p for p in m.pods if p.name.startswith("url-shortener") and p.node_name != cp.name)
+    worker = next(n for n in m.nodes if n.name == pod.node_name)
+    with lab.connections(node=cp.name) as on_cp, lab.connections(node=worker.name) as on_worker:
+        lab.port_forward(f"pod/{pod.name}", local_port=18126, remote_port=8080).close()
+    assert [(e.src, e.dst, e.dport) for e in on_cp.entries] == [(m.gateway, cp.ip, 6443), (cp.ip, worker.ip, 10250)]
+    assert [(e.dst, e.dport) for e in on_worker.entries][0] == (worker.ip, 10250)
+    assert on_worker.entries[1].dst == "127.0.0.1" and list(on_worker.frame["purpose"])[1].startswith(
+        "control plane (container runtime's streaming server")
+
+
 def test_purpose_names_the_streaming_server_by_its_listener():
     e = ConntrackEntry("tcp", "127.0.0.1", "127.0.0.1", 40004, 41235, "127.0.0.1", "127.0.0.1", 41235, 40004,
                        "ESTABLISHED")

@@ -4,7 +4,10 @@ Owns :func:`conntrack` and :func:`_track` (one TIME_WAIT entry per predicted con
 or the host), :func:`_next_sport` (the client ports the predictions use, from :data:`FIRST_SPORT`),
 :func:`routes` (kind's node routing table: Docker's network, kindnet's route per other node's pod
 CIDR, ptp's /32 per local pod) and :func:`sockets`/:func:`_pod_sockets` (who listens where on a node
-and in a pod: kubelet, kube-proxy, the control plane, the app, nginx, CoreDNS).
+and in a pod: kubelet, kube-proxy, the control plane, the app, nginx, CoreDNS), and
+:func:`track_port_forward`/:func:`close_port_forward` (the control-plane connections a port-forward
+opens in the host's and the nodes' tables: docker-proxy to the API server, the API server to the
+kubelet, the kubelet to containerd's streaming server).
 """
 from __future__ import annotations
 
@@ -81,16 +84,23 @@ def track_port_forward(b: "SimBackend", pod) -> list[tuple[str, ConntrackEntry]]
         b._conntrack.setdefault(where, []).append(e)
         made.append((where, e))
 
+    # Ephemeral source ports from a seeded hash (32768-60999, Linux's default ip_local_port_range),
+    # not from _next_sport: the client ports of later predicted requests stay as they were.
+    nonce = str(sum(len(t) for t in b._conntrack.values()))
+
+    def sport(leg: str) -> int:
+        return _stable_port(b.seed, "port-forward", nonce, leg)
+
     api_port = api_server_host_port(c)
-    est(HOST, "127.0.0.1", _next_sport(b), "127.0.0.1", api_port)          # kubectl -> docker-proxy
-    p = _next_sport(b)
+    est(HOST, "127.0.0.1", sport("kubectl"), "127.0.0.1", api_port)        # kubectl -> docker-proxy
+    p = sport("docker-proxy")
     est(HOST, gw, p, cp.ip, 6443)                                          # docker-proxy -> API server
     est(cp.name, gw, p, cp.ip, 6443)
-    p = _next_sport(b)
+    p = sport("apiserver")
     est(cp.name, cp.ip, p, node.ip, 10250)                                 # API server -> kubelet
     if node.name != cp.name:
         est(node.name, cp.ip, p, node.ip, 10250)
-    est(node.name, "127.0.0.1", _next_sport(b), "127.0.0.1", containerd_stream_port(b, node))
+    est(node.name, "127.0.0.1", sport("kubelet"), "127.0.0.1", containerd_stream_port(b, node))
     return made
 
 
