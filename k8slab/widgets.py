@@ -404,7 +404,7 @@ class PathExplorer:
         way = way or self.selected
         path = self.paths[way]
         table = _table_html(self.frame(way), caption=self.caption(way), color_by="component",
-                            colors=component_color, wrap=("place", "action", "packet after this hop"), grow="action",
+                            colors=component_color, wrap=("component", "place", "action", "packet after this hop"), grow="action",
                             min_width={"place": "15em"}, mono=("packet after this hop",),
                             css_class={"action": "k8slab-action"})
         notes = [n for n in path.notes if not n.startswith("predicted by a model")]
