@@ -53,27 +53,8 @@ def run(args: argparse.Namespace) -> int:
     frame = rs.rules
     if args.table is not None:
         frame = frame[frame["table"] == args.table]
-    if args.chain is not None:
-        frame = frame[frame["chain"] == args.chain]
-        if not len(frame) and not any(args.chain in chains for chains in rs.tables.values()):
-            raise K8sLabError(f"no chain {args.chain!r} in {rs.source}; "
-                              f"'k8slab rules {args.file} --format csv' lists every rule")
-    if args.owner is not None:
-        frame = frame[frame["owner"] == args.owner]
-    out = sys.stdout
-    if args.format == "csv":
-        frame.to_csv(out, index=False)
-    elif args.format == "json":
-        out.write(frame.to_json(orient="records", indent=1))
-        out.write("\n")
-    else:
-        if not len(frame):
-            print("(no rules match)", file=out)
-            return 0
-        shown = frame[list(TABLE_COLUMNS)].fillna("").astype(str)
-        out.write(shown.to_string(index=False, max_colwidth=60))
-        out.write(f"\n({len(frame)} rules)\n")
-    return 0
+    has_chain = lambda chain: any(chain in chains for chains in rs.tables.values())
+    return _print(args, frame, rs.source, has_chain, TABLE_COLUMNS)
 
 
 def _run_nft(args: argparse.Namespace, rs) -> int:
@@ -84,10 +65,16 @@ def _run_nft(args: argparse.Namespace, rs) -> int:
             raise K8sLabError(f"no table {args.table!r} in {rs.source}; tables: "
                               + ", ".join(f"{t.family} {t.name}" for t in rs.tables))
         frame = frame[frame["table"] == args.table]
+    has_chain = lambda chain: any(chain in t.chains for t in rs.tables)
+    return _print(args, frame, rs.source, has_chain, NFT_COLUMNS)
+
+
+def _print(args: argparse.Namespace, frame, source: str, has_chain, columns: tuple[str, ...]) -> int:
+    """Filter ``frame`` by chain and owner and print it in ``args.format``: both readers end here."""
     if args.chain is not None:
         frame = frame[frame["chain"] == args.chain]
-        if not len(frame) and not any(args.chain in t.chains for t in rs.tables):
-            raise K8sLabError(f"no chain {args.chain!r} in {rs.source}; "
+        if not len(frame) and not has_chain(args.chain):
+            raise K8sLabError(f"no chain {args.chain!r} in {source}; "
                               f"'k8slab rules {args.file} --format csv' lists every rule")
     if args.owner is not None:
         frame = frame[frame["owner"] == args.owner]
@@ -101,7 +88,7 @@ def _run_nft(args: argparse.Namespace, rs) -> int:
         if not len(frame):
             print("(no rules match)", file=out)
             return 0
-        shown = frame[list(NFT_COLUMNS)].fillna("").astype(str)
+        shown = frame[list(columns)].fillna("").astype(str)
         out.write(shown.to_string(index=False, max_colwidth=60))
         out.write(f"\n({len(frame)} rules)\n")
     return 0
