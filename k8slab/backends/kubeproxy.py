@@ -29,6 +29,9 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+# iptablesJumpChains (pkg/proxy/iptables/proxier.go): the same list the renderer and the tracer use
+from ..netfilter.iptables.names import JUMP_CHAINS
+
 NAMESPACE = "kube-system"
 DAEMONSET = "kube-proxy"
 SELECTOR = "k8s-app=kube-proxy"                 # kubeadm's kube-proxy DaemonSet pod label
@@ -39,22 +42,6 @@ STOP_PATCH = '{"spec":{"template":{"spec":{"nodeSelector":{"%s":"true"}}}}}' % O
 START_PATCH = '{"spec":{"template":{"spec":{"nodeSelector":{"%s":null}}}}}' % OFF_LABEL
 NFT_CLEANUP = ("nft", "delete", "table", "ip", "kube-proxy")
 
-# pkg/proxy/iptables/proxier.go iptablesJumpChains: (table, chain jumped to, built-in chain, comment, extra)
-_NEW = ("-m", "conntrack", "--ctstate", "NEW")
-JUMP_CHAINS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
-    ("filter", "KUBE-EXTERNAL-SERVICES", "INPUT", "kubernetes externally-visible service portals", _NEW),
-    ("filter", "KUBE-EXTERNAL-SERVICES", "FORWARD", "kubernetes externally-visible service portals", _NEW),
-    ("filter", "KUBE-NODEPORTS", "INPUT", "kubernetes health check service ports", ()),
-    ("filter", "KUBE-SERVICES", "FORWARD", "kubernetes service portals", _NEW),
-    ("filter", "KUBE-SERVICES", "OUTPUT", "kubernetes service portals", _NEW),
-    ("filter", "KUBE-FORWARD", "FORWARD", "kubernetes forwarding rules", ()),
-    ("filter", "KUBE-PROXY-FIREWALL", "INPUT", "kubernetes load balancer firewall", _NEW),
-    ("filter", "KUBE-PROXY-FIREWALL", "OUTPUT", "kubernetes load balancer firewall", _NEW),
-    ("filter", "KUBE-PROXY-FIREWALL", "FORWARD", "kubernetes load balancer firewall", _NEW),
-    ("nat", "KUBE-SERVICES", "OUTPUT", "kubernetes service portals", ()),
-    ("nat", "KUBE-SERVICES", "PREROUTING", "kubernetes service portals", ()),
-    ("nat", "KUBE-POSTROUTING", "POSTROUTING", "kubernetes postrouting rules", ()),
-)
 CLEANUP_CHAINS = {"nat": ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING"),
                   "filter": ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS")}
 SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-SEP-", "KUBE-FW-", "KUBE-EXT-")
