@@ -120,15 +120,22 @@ def same_number(what: str, hints: Callable[[Any, Any], list[str]] | None = None)
     return compare
 
 
-def same_text(what: str, hints: Callable[[Any, Any], list[str]] | None = None, synonyms=None, keywords=()):
-    """Same words after ``_norm`` and ``synonyms``; ``keywords`` ((regex, canonical) pairs) then name
-    an answer that is a sentence around the word ("the sim backend")."""
+def _word_canon(synonyms, keywords) -> Callable[[Any], str]:
+    """One answer word, normalised (``_norm``), mapped through ``synonyms``, and, when it is not one of
+    their canonical names, named by ``keywords`` ((regex, canonical) pairs) if a sentence holds one."""
     syn = {_norm(k): _norm(v) for k, v in (synonyms or {}).items()}
 
     def canon(x):
         n = _norm(x)
         n = syn.get(n, n)
         return n if n in syn.values() else (_by_keyword(n, keywords) or n)
+    return canon
+
+
+def same_text(what: str, hints: Callable[[Any, Any], list[str]] | None = None, synonyms=None, keywords=()):
+    """Same words after ``_norm`` and ``synonyms``; ``keywords`` ((regex, canonical) pairs) then name
+    an answer that is a sentence around the word ("the sim backend")."""
+    canon = _word_canon(synonyms, keywords)
 
     def compare(answer, truth, lab):
         ok = canon(answer) == canon(truth)
@@ -312,12 +319,7 @@ def same_sequence(what: str, hints: Callable[[list, list], list[str]] | None = N
 
 def same_mapping(what: str, hints: Callable[[dict, dict], list[str]] | None = None, synonyms=None, keywords=()):
     """Each key's value as the lab's, after ``synonyms`` and ``keywords`` (see :func:`same_text`)."""
-    syn = {_norm(k): _norm(v) for k, v in (synonyms or {}).items()}
-
-    def canon(x):
-        n = _norm(x)
-        n = syn.get(n, n)
-        return n if n in syn.values() else (_by_keyword(n, keywords) or n)
+    canon = _word_canon(synonyms, keywords)
 
     def compare(answer, truth, lab):
         if not isinstance(answer, dict):
