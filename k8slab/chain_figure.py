@@ -243,14 +243,7 @@ def plot_chain_graph(ruleset, start: str | tuple[str, str] = "PREROUTING", servi
                         if below else 0.0) for _d, _n, _l, _r, x, _s, svc, below in rows]
     H = title_h + legend_h + sum(heights) + 0.12
 
-    if ax is None:
-        fig = plt.figure((W, H))
-        ax = fig.add_axes((0, 0, 1, 1))
-    else:
-        fig = ax.figure
-    ax.set_xlim(0, W)
-    ax.set_ylim(0, H)
-    ax.axis("off")
+    fig, ax = plt.canvas(ax, W, H)
 
     pos: dict[int, tuple[float, float]] = {}     # row -> (left x, centre y of the box)
     stack: list[int] = []                          # rows of the current ancestors, by depth

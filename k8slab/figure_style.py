@@ -86,6 +86,19 @@ class _Figures:
         fig = self.figure(figsize)
         return fig, fig.add_subplot()
 
+    def canvas(self, ax, width: float, height: float):
+        """(fig, ax) for a drawing laid out in inches: a new ``width`` x ``height`` figure, or the
+        caller's ``ax``; axes from (0, 0) to (width, height), no frame or ticks."""
+        if ax is None:
+            fig = self.figure((width, height))
+            ax = fig.add_axes((0, 0, 1, 1))
+        else:
+            fig = ax.figure
+        ax.set_xlim(0, width)
+        ax.set_ylim(0, height)
+        ax.axis("off")
+        return fig, ax
+
 
 def _short(text: str, width: int) -> str:
     text = " ".join(str(text).split())

@@ -103,14 +103,7 @@ def plot_path(path: Path, ax=None, *, title: str | None = None, max_width: float
     title_h = 0.2 * len(title_lines) + 0.16
     H = title_h + header_h + sum(row_h) + 0.15 + key_h + legend_h
 
-    if ax is None:
-        fig = plt.figure((W, H))
-        ax = fig.add_axes((0, 0, 1, 1))
-    else:
-        fig = ax.figure
-    ax.set_xlim(0, W)
-    ax.set_ylim(0, H)
-    ax.axis("off")
+    fig, ax = plt.canvas(ax, W, H)
 
     col = {p: margin + col_w * (i + 0.5) for i, p in enumerate(places)}
     top = H - title_h
